@@ -1,0 +1,1 @@
+//! fleetcheck-core (being written).

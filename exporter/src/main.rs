@@ -1,0 +1,2 @@
+//! fleetcheck-exporter (being written).
+fn main() {}

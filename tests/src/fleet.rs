@@ -1,0 +1,1 @@
+//! The SSH test fleet (being written).

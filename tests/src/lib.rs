@@ -1,0 +1,5 @@
+//! Test support for fleetcheck: the SSH test fleet and helpers that run the real binaries.
+//!
+//! Nothing here is shipped; the integration tests under `tests/tests/` use it.
+
+pub mod fleet;
