@@ -3,3 +3,6 @@
 //! Nothing here is shipped; the integration tests under `tests/tests/` use it.
 
 pub mod fleet;
+pub mod tools;
+
+pub use tools::require_tool;
