@@ -27,8 +27,13 @@ pub enum State {
 
 impl State {
     /// Every state, in the order metrics list them.
-    pub const ALL: [State; 5] =
-        [State::Consistent, State::Drifted, State::Missing, State::VersionMismatch, State::CheckFailed];
+    pub const ALL: [State; 5] = [
+        State::Consistent,
+        State::Drifted,
+        State::Missing,
+        State::VersionMismatch,
+        State::CheckFailed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -73,7 +78,9 @@ fn unix_seconds<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::
 
 /// Seconds since the Unix epoch, as Prometheus timestamps are written.
 pub fn seconds_since_epoch(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Judges `obs` against `entity` (the seed's ConsistencyCalculator).

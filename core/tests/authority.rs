@@ -72,34 +72,63 @@ fn good_authority_loads_with_hosts_groups_inventory_and_ranges() {
     let a = load(GOOD).unwrap();
     assert_eq!(a.entities.len(), 3);
     let agent = a.entity("paas-agent").unwrap();
-    assert_eq!(agent.md5, "9e107d9d372bb6826bd81d3542a419d6", "md5 is normalised to lowercase");
+    assert_eq!(
+        agent.md5, "9e107d9d372bb6826bd81d3542a419d6",
+        "md5 is normalised to lowercase"
+    );
     assert_eq!(agent.kind, Kind::File);
     let hosts: Vec<&str> = agent.hosts.iter().map(String::as_str).collect();
-    assert_eq!(hosts, ["db-1", "db-2", "localhost", "web-01", "web-02", "web-03"]);
+    assert_eq!(
+        hosts,
+        ["db-1", "db-2", "localhost", "web-01", "web-02", "web-03"]
+    );
     assert_eq!(agent.labels["team"], "paas");
     assert_eq!(agent.check_timeout.as_secs(), 10);
-    assert!(matches!(&agent.repair.as_ref().unwrap().method, RepairMethod::Deploy { service } if service == "paas-agent"));
+    assert!(
+        matches!(&agent.repair.as_ref().unwrap().method, RepairMethod::Deploy { service } if service == "paas-agent")
+    );
 
     let web01 = a.host("web-01").unwrap();
-    assert_eq!((web01.address.as_str(), web01.user.as_str(), web01.port), ("127.0.1.1", "deploy", 22));
+    assert_eq!(
+        (web01.address.as_str(), web01.user.as_str(), web01.port),
+        ("127.0.1.1", "deploy", 22)
+    );
     let web02 = a.host("web-02").unwrap();
-    assert_eq!((web02.address.as_str(), web02.user.as_str()), ("web-02", "root"));
+    assert_eq!(
+        (web02.address.as_str(), web02.user.as_str()),
+        ("web-02", "root")
+    );
     let db1 = a.host("db-1").unwrap();
-    assert_eq!((db1.address.as_str(), db1.port, db1.user.as_str()), ("10.1.0.9", 2222, "ops"));
+    assert_eq!(
+        (db1.address.as_str(), db1.port, db1.user.as_str()),
+        ("10.1.0.9", 2222, "ops")
+    );
     assert_eq!(a.host("localhost").unwrap().transport, Transport::Local);
-    assert!(a.host("edge-b").is_some(), "ranges in entity_set declare hosts");
+    assert!(
+        a.host("edge-b").is_some(),
+        "ranges in entity_set declare hosts"
+    );
     assert_eq!(a.ssh.connect_timeout.as_secs(), 3);
-    assert!(a.ssh.known_hosts.as_ref().unwrap().is_absolute(), "relative paths resolve against the file");
+    assert!(
+        a.ssh.known_hosts.as_ref().unwrap().is_absolute(),
+        "relative paths resolve against the file"
+    );
 
     let nic = a.entity("nic-multiqueue").unwrap();
     match &nic.repair.as_ref().unwrap().method {
-        RepairMethod::Ansible { playbook, extra_vars } => {
+        RepairMethod::Ansible {
+            playbook,
+            extra_vars,
+        } => {
             assert!(playbook.ends_with("playbooks/fix.yml") && playbook.is_absolute());
             assert_eq!(extra_vars["queues"], serde_json::json!(8));
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(a.entity("motd").unwrap().repair.as_ref().unwrap().method, RepairMethod::Script { .. }));
+    assert!(matches!(
+        a.entity("motd").unwrap().repair.as_ref().unwrap().method,
+        RepairMethod::Script { .. }
+    ));
     assert_eq!(a.pair_count(), 6 + 5 + 1);
 }
 
@@ -163,7 +192,10 @@ entities:
 fn syntax_and_type_errors_point_at_their_position() {
     let problems = load("entities:\n  - name: a\n    md5: [1\n").unwrap_err();
     assert_eq!(problems.len(), 1);
-    assert!(problems[0].starts_with("authority.yaml:4:1: "), "{problems:?}");
+    assert!(
+        problems[0].starts_with("authority.yaml:4:1: "),
+        "{problems:?}"
+    );
 
     let problems = load("hosts:\n  - name: a\n    port: not-a-port\n").unwrap_err();
     assert_eq!(problems.len(), 1);
@@ -177,13 +209,20 @@ fn syntax_and_type_errors_point_at_their_position() {
 fn unreadable_inventory_is_a_problem_at_the_inventory_key() {
     let problems = load("inventory: nowhere.yml\nentities: []\n").unwrap_err();
     assert_eq!(problems.len(), 1);
-    assert!(problems[0].starts_with("authority.yaml:1:12: inventory: cannot read inventory "), "{problems:?}");
+    assert!(
+        problems[0].starts_with("authority.yaml:1:12: inventory: cannot read inventory "),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn bad_inventory_contents_point_into_the_inventory_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("inv.yml"), "all:\n  hosts:\n    x: { ansible_port: 99999 }\n").unwrap();
+    std::fs::write(
+        dir.path().join("inv.yml"),
+        "all:\n  hosts:\n    x: { ansible_port: 99999 }\n",
+    )
+    .unwrap();
     let path = dir.path().join("a.yaml");
     std::fs::write(&path, "inventory: inv.yml\n").unwrap();
     let err = Authority::load(&path).unwrap_err();
@@ -195,12 +234,17 @@ fn bad_inventory_contents_point_into_the_inventory_file() {
 #[test]
 fn missing_authority_file_is_a_read_error() {
     let err = Authority::load(Path::new("/nonexistent/authority.yaml")).unwrap_err();
-    assert!(err.to_string().contains("cannot read authority /nonexistent/authority.yaml"));
+    assert!(err
+        .to_string()
+        .contains("cannot read authority /nonexistent/authority.yaml"));
     assert!(err.problems().is_empty());
 }
 
 #[test]
 fn group_cycles_are_reported() {
     let problems = load("groups:\n  a: [b]\n  b: [a]\nentities: []\n").unwrap_err();
-    assert!(problems.iter().any(|p| p.contains("includes itself")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("includes itself")),
+        "{problems:?}"
+    );
 }

@@ -47,7 +47,12 @@ pub fn parse(text: &str, file: &Path) -> Result<Inventory, Vec<Problem>> {
             return Err(vec![p]);
         }
     };
-    let mut r = Reader { file, spans: Spans::index(text), problems: Vec::new(), inv: Inventory::default() };
+    let mut r = Reader {
+        file,
+        spans: Spans::index(text),
+        problems: Vec::new(),
+        inv: Inventory::default(),
+    };
     match &root {
         Value::Mapping(groups) => {
             for (name, body) in groups {
@@ -59,7 +64,10 @@ pub fn parse(text: &str, file: &Path) -> Result<Inventory, Vec<Problem>> {
             }
         }
         Value::Null => {}
-        _ => r.problem("", "an inventory must be a mapping of groups (e.g. `all:`)".to_string()),
+        _ => r.problem(
+            "",
+            "an inventory must be a mapping of groups (e.g. `all:`)".to_string(),
+        ),
     }
     if r.problems.is_empty() {
         Ok(r.inv)
@@ -98,7 +106,10 @@ impl Reader<'_> {
             Value::Mapping(m) => m,
             Value::Null => &empty,
             _ => {
-                self.problem(path, "a group must be a mapping with hosts, vars or children".to_string());
+                self.problem(
+                    path,
+                    "a group must be a mapping with hosts, vars or children".to_string(),
+                );
                 return BTreeSet::new();
             }
         };
@@ -130,14 +141,21 @@ impl Reader<'_> {
                             };
                             let own = self.vars(host_vars, &host_path);
                             for n in names {
-                                let entry = self.inv.hosts.entry(n.clone()).or_insert_with(|| vars.clone());
+                                let entry = self
+                                    .inv
+                                    .hosts
+                                    .entry(n.clone())
+                                    .or_insert_with(|| vars.clone());
                                 overlay(entry, &own);
                                 members.insert(n);
                             }
                         }
                     }
                     Value::Null => {}
-                    _ => self.problem(&key_path, "`hosts` must be a mapping of host names".to_string()),
+                    _ => self.problem(
+                        &key_path,
+                        "`hosts` must be a mapping of host names".to_string(),
+                    ),
                 },
                 "children" => match value {
                     Value::Mapping(children) => {
@@ -154,15 +172,24 @@ impl Reader<'_> {
                         ancestry.pop();
                     }
                     Value::Null => {}
-                    _ => self.problem(&key_path, "`children` must be a mapping of groups".to_string()),
+                    _ => self.problem(
+                        &key_path,
+                        "`children` must be a mapping of groups".to_string(),
+                    ),
                 },
                 other => self.problem(
                     &key_path,
-                    format!("unknown key {other:?} in group {name:?} (expected hosts, vars, children)"),
+                    format!(
+                        "unknown key {other:?} in group {name:?} (expected hosts, vars, children)"
+                    ),
                 ),
             }
         }
-        self.inv.groups.entry(name.to_string()).or_default().extend(members.iter().cloned());
+        self.inv
+            .groups
+            .entry(name.to_string())
+            .or_default()
+            .extend(members.iter().cloned());
         members
     }
 
@@ -188,7 +215,10 @@ impl Reader<'_> {
                     };
                     match port {
                         Some(p) if p > 0 => out.port = Some(p),
-                        _ => self.problem(&vpath, format!("ansible_port must be a port number, got {}", show(v))),
+                        _ => self.problem(
+                            &vpath,
+                            format!("ansible_port must be a port number, got {}", show(v)),
+                        ),
                     }
                 }
                 "ansible_connection" => out.local = v.as_str() == Some("local"),
@@ -203,7 +233,10 @@ impl Reader<'_> {
         match v {
             Value::String(s) if !s.is_empty() => Some(s.clone()),
             _ => {
-                self.problem(path, format!("expected a non-empty string, got {}", show(v)));
+                self.problem(
+                    path,
+                    format!("expected a non-empty string, got {}", show(v)),
+                );
                 None
             }
         }
@@ -224,7 +257,9 @@ fn overlay(base: &mut HostVars, top: &HostVars) {
 }
 
 fn show(v: &Value) -> String {
-    serde_yaml::to_string(v).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".to_string())
+    serde_yaml::to_string(v)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".to_string())
 }
 
 #[cfg(test)]
@@ -251,7 +286,10 @@ all:
         let inv = parse(text, Path::new("inv.yml")).unwrap();
         assert_eq!(inv.hosts.len(), 5);
         let b = &inv.hosts["bastion"];
-        assert_eq!((b.address.as_deref(), b.port, b.user.as_deref()), (Some("10.0.0.1"), Some(2222), Some("ops")));
+        assert_eq!(
+            (b.address.as_deref(), b.port, b.user.as_deref()),
+            (Some("10.0.0.1"), Some(2222), Some("ops"))
+        );
         assert_eq!(inv.hosts["web-01"].port, Some(2200));
         assert_eq!(inv.hosts["web-02"].user.as_deref(), Some("deploy"));
         assert!(inv.hosts["laptop"].local);
@@ -264,7 +302,10 @@ all:
         let text = "all:\n  hosts:\n    a: { ansible_port: nope }\n  kids: {}\n";
         let problems = parse(text, Path::new("inv.yml")).unwrap_err();
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert_eq!((problems[0].line, problems[0].field.as_str()), (3, "all.hosts.a.ansible_port"));
+        assert_eq!(
+            (problems[0].line, problems[0].field.as_str()),
+            (3, "all.hosts.a.ansible_port")
+        );
         assert!(problems[1].message.contains("unknown key \"kids\""));
     }
 }

@@ -225,7 +225,11 @@ struct ProblemList<'a>(&'a [Problem]);
 impl fmt::Display for ProblemList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "{n} problem{} in the authority", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{n} problem{} in the authority",
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in self.0 {
             write!(f, "\n  {p}")?;
         }
@@ -236,8 +240,10 @@ impl fmt::Display for ProblemList<'_> {
 impl Authority {
     /// Reads and validates the authority at `path`.
     pub fn load(path: &Path) -> Result<Authority, LoadError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Authority::parse(&text, path)
     }
 
@@ -257,9 +263,11 @@ impl Authority {
 
     /// Every (entity, host) pair the authority asks to hold.
     pub fn pairs(&self) -> impl Iterator<Item = (&Entity, &Host)> {
-        self.entities
-            .iter()
-            .flat_map(move |e| e.hosts.iter().filter_map(move |h| self.hosts.get(h).map(|h| (e, h))))
+        self.entities.iter().flat_map(move |e| {
+            e.hosts
+                .iter()
+                .filter_map(move |h| self.hosts.get(h).map(|h| (e, h)))
+        })
     }
 
     /// Number of (entity, host) pairs.
@@ -269,8 +277,14 @@ impl Authority {
 
     /// Hosts that at least one entity applies to, in name order.
     pub fn checked_hosts(&self) -> Vec<&Host> {
-        let used: BTreeSet<&str> =
-            self.entities.iter().flat_map(|e| e.hosts.iter().map(String::as_str)).collect();
-        self.hosts.values().filter(|h| used.contains(h.name.as_str())).collect()
+        let used: BTreeSet<&str> = self
+            .entities
+            .iter()
+            .flat_map(|e| e.hosts.iter().map(String::as_str))
+            .collect();
+        self.hosts
+            .values()
+            .filter(|h| used.contains(h.name.as_str()))
+            .collect()
     }
 }

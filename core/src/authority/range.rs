@@ -58,22 +58,36 @@ fn expand_range(body: &str) -> Result<Vec<String>, String> {
                 .ok_or_else(|| format!("invalid step {step:?}"))?;
             (*start, *end, step)
         }
-        _ => return Err(format!("expected [start:end] or [start:end:step], got [{body}]")),
+        _ => {
+            return Err(format!(
+                "expected [start:end] or [start:end:step], got [{body}]"
+            ))
+        }
     };
     if start.is_empty() || end.is_empty() {
         return Err(format!("empty bound in [{body}]"));
     }
     let numeric = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if numeric(start) && numeric(end) {
-        let width = if start.len() > 1 && start.starts_with('0') { start.len() } else { 0 };
-        let lo: u64 = start.parse().map_err(|_| format!("bound {start:?} too large"))?;
-        let hi: u64 = end.parse().map_err(|_| format!("bound {end:?} too large"))?;
+        let width = if start.len() > 1 && start.starts_with('0') {
+            start.len()
+        } else {
+            0
+        };
+        let lo: u64 = start
+            .parse()
+            .map_err(|_| format!("bound {start:?} too large"))?;
+        let hi: u64 = end
+            .parse()
+            .map_err(|_| format!("bound {end:?} too large"))?;
         if lo > hi {
             return Err(format!("start {start} is greater than end {end}"));
         }
         let count = (hi - lo) / step + 1;
         if count > MAX_EXPANSION as u64 {
-            return Err(format!("range [{body}] has {count} values, more than {MAX_EXPANSION}"));
+            return Err(format!(
+                "range [{body}] has {count} values, more than {MAX_EXPANSION}"
+            ));
         }
         return Ok((lo..=hi)
             .step_by(step as usize)

@@ -19,7 +19,10 @@ pub struct Pos {
 
 impl Pos {
     fn from_marker(m: Marker) -> Pos {
-        Pos { line: m.line(), column: m.col() + 1 }
+        Pos {
+            line: m.line(),
+            column: m.col() + 1,
+        }
     }
 }
 
@@ -69,8 +72,14 @@ impl Spans {
 }
 
 enum Frame {
-    Map { path: String, key: Option<String> },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
     /// Inside a complex (non-scalar) mapping key, or the value of one: nothing
     /// here is addressable by a dotted path.
     Opaque,
@@ -113,7 +122,9 @@ impl Recorder {
                     Role::Value(k)
                 }
             }
-            Some(Frame::Map { key: key @ None, .. }) if !is_scalar => {
+            Some(Frame::Map {
+                key: key @ None, ..
+            }) if !is_scalar => {
                 *key = Some(COMPLEX_KEY.to_string());
                 Role::Unnamed
             }
@@ -141,7 +152,11 @@ impl MarkedEventReceiver for Recorder {
                     Event::Scalar(name, ..) => name.clone(),
                     _ => COMPLEX_KEY.to_string(),
                 };
-                let full = if parent.is_empty() { name } else { format!("{parent}.{name}") };
+                let full = if parent.is_empty() {
+                    name
+                } else {
+                    format!("{parent}.{name}")
+                };
                 self.spans.keys.insert(full.clone(), pos);
                 // A block mapping's start event is reported at its first value
                 // indicator; its first key is where a reader sees it begin.
@@ -179,9 +194,27 @@ mod tests {
         let s = Spans::index(text);
         assert_eq!(s.value("a"), Pos { line: 1, column: 4 });
         assert_eq!(s.key("list[0].md5"), Pos { line: 4, column: 5 });
-        assert_eq!(s.value("list[0].md5"), Pos { line: 4, column: 10 });
-        assert_eq!(s.value("list[1].name"), Pos { line: 5, column: 11 });
-        assert_eq!(s.value("map.k"), Pos { line: 6, column: 11 });
+        assert_eq!(
+            s.value("list[0].md5"),
+            Pos {
+                line: 4,
+                column: 10
+            }
+        );
+        assert_eq!(
+            s.value("list[1].name"),
+            Pos {
+                line: 5,
+                column: 11
+            }
+        );
+        assert_eq!(
+            s.value("map.k"),
+            Pos {
+                line: 6,
+                column: 11
+            }
+        );
         // Unknown paths fall back to the nearest ancestor.
         assert_eq!(s.value("list[1].missing"), s.value("list[1]"));
     }

@@ -42,7 +42,11 @@ impl Checker<'_> {
 
     fn unknown(&mut self, prefix: &str, unknown: &Unknown, known: &[&str]) {
         for key in unknown.keys() {
-            let field = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            let field = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
             let mut msg = format!("unknown field {key:?}");
             if let Some(near) = known.iter().find(|k| similar(k, key)) {
                 msg.push_str(&format!(", did you mean {near:?}?"));
@@ -103,7 +107,8 @@ fn similar(a: &str, b: &str) -> bool {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@' | b':'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@' | b':'))
 }
 
 fn valid_label_name(s: &str) -> bool {
@@ -124,8 +129,14 @@ fn scalar_string(v: &Value) -> Option<String> {
 
 const TOP_KEYS: &[&str] = &["defaults", "inventory", "hosts", "groups", "entities"];
 const DEFAULT_KEYS: &[&str] = &["ssh", "check_timeout", "max_output"];
-const SSH_KEYS: &[&str] =
-    &["user", "port", "connect_timeout", "known_hosts", "identity_file", "config_file"];
+const SSH_KEYS: &[&str] = &[
+    "user",
+    "port",
+    "connect_timeout",
+    "known_hosts",
+    "identity_file",
+    "config_file",
+];
 const HOST_KEYS: &[&str] = &["name", "address", "port", "user", "transport"];
 const ENTITY_KEYS: &[&str] = &[
     "name",
@@ -142,7 +153,9 @@ const ENTITY_KEYS: &[&str] = &[
     "max_output",
 ];
 const REPAIR_KEYS: &[&str] = &["ansible", "deploy", "script", "command", "timeout"];
-const RESERVED_LABELS: &[&str] = &["entity", "host", "kind", "version", "state", "reason", "job", "instance"];
+const RESERVED_LABELS: &[&str] = &[
+    "entity", "host", "kind", "version", "state", "reason", "job", "instance",
+];
 
 pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -156,7 +169,12 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
             }
         }
     };
-    let mut c = Checker { file, base, spans: Spans::index(text), problems: Vec::new() };
+    let mut c = Checker {
+        file,
+        base,
+        spans: Spans::index(text),
+        problems: Vec::new(),
+    };
     c.unknown("", &raw.unknown, TOP_KEYS);
 
     // Defaults.
@@ -181,8 +199,11 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
             if let Some(p) = s.port {
                 ssh.port = p;
             }
-            ssh.connect_timeout =
-                c.duration("defaults.ssh.connect_timeout", &s.connect_timeout, ssh.connect_timeout);
+            ssh.connect_timeout = c.duration(
+                "defaults.ssh.connect_timeout",
+                &s.connect_timeout,
+                ssh.connect_timeout,
+            );
             ssh.known_hosts = s.known_hosts.as_deref().map(|p| c.path(p));
             ssh.identity_file = s.identity_file.as_deref().map(|p| c.path(p));
             ssh.config_file = s.config_file.as_deref().map(|p| c.path(p));
@@ -196,7 +217,10 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
     if let Some(inv) = &raw.inventory {
         let path = c.path(inv);
         match std::fs::read_to_string(&path) {
-            Err(e) => c.at_value("inventory", format!("cannot read inventory {}: {e}", path.display())),
+            Err(e) => c.at_value(
+                "inventory",
+                format!("cannot read inventory {}: {e}", path.display()),
+            ),
             Ok(text) => match inventory::parse(&text, &path) {
                 Err(problems) => c.problems.extend(problems),
                 Ok(inv) => {
@@ -205,7 +229,11 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
                             address: vars.address.unwrap_or_else(|| name.clone()),
                             port: vars.port.unwrap_or(ssh.port),
                             user: vars.user.unwrap_or_else(|| ssh.user.clone()),
-                            transport: if vars.local { Transport::Local } else { Transport::Ssh },
+                            transport: if vars.local {
+                                Transport::Local
+                            } else {
+                                Transport::Ssh
+                            },
                             name: name.clone(),
                         };
                         hosts.insert(name, host);
@@ -225,11 +253,17 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
             continue;
         };
         if range::is_pattern(name) {
-            c.at_value(&format!("{at}.name"), "a host entry names one host; put ranges in `groups`");
+            c.at_value(
+                &format!("{at}.name"),
+                "a host entry names one host; put ranges in `groups`",
+            );
             continue;
         }
         if !valid_name(name) {
-            c.at_value(&format!("{at}.name"), format!("{name:?} is not a valid host name"));
+            c.at_value(
+                &format!("{at}.name"),
+                format!("{name:?} is not a valid host name"),
+            );
             continue;
         }
         if !inline_hosts.insert(name.to_string()) {
@@ -240,7 +274,10 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
             None | Some("ssh") => Transport::Ssh,
             Some("local") => Transport::Local,
             Some(other) => {
-                c.at_value(&format!("{at}.transport"), format!("unknown transport {other:?} (expected ssh or local)"));
+                c.at_value(
+                    &format!("{at}.transport"),
+                    format!("unknown transport {other:?} (expected ssh or local)"),
+                );
                 Transport::Ssh
             }
         };
@@ -252,7 +289,10 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
                 .clone()
                 .or_else(|| from_inventory.as_ref().map(|x| x.address.clone()))
                 .unwrap_or_else(|| name.to_string()),
-            port: h.port.or(from_inventory.as_ref().map(|x| x.port)).unwrap_or(ssh.port),
+            port: h
+                .port
+                .or(from_inventory.as_ref().map(|x| x.port))
+                .unwrap_or(ssh.port),
             user: h
                 .user
                 .clone()
@@ -271,13 +311,23 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
     let inline_groups: BTreeSet<&String> = raw.groups.keys().collect();
     for name in raw.groups.keys() {
         if hosts.contains_key(name) && !groups.contains_key(name) {
-            c.at_key(&format!("groups.{name}"), format!("{name:?} is both a host and a group"));
+            c.at_key(
+                &format!("groups.{name}"),
+                format!("{name:?} is both a host and a group"),
+            );
         }
     }
     let mut resolved: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for name in raw.groups.keys() {
         let mut stack = Vec::new();
-        resolve_group(&mut c, &raw.groups, &groups, name, &mut stack, &mut resolved);
+        resolve_group(
+            &mut c,
+            &raw.groups,
+            &groups,
+            name,
+            &mut stack,
+            &mut resolved,
+        );
     }
     for (name, members) in &resolved {
         for h in members {
@@ -285,7 +335,10 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
                 hosts.insert(h.clone(), implicit_host(h, &ssh));
             }
         }
-        groups.entry(name.clone()).or_default().extend(members.iter().cloned());
+        groups
+            .entry(name.clone())
+            .or_default()
+            .extend(members.iter().cloned());
     }
 
     // Entities.
@@ -293,16 +346,28 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
     let mut names = BTreeSet::new();
     for (i, e) in raw.entities.iter().enumerate() {
         let at = format!("entities[{i}]");
-        let defaults = EntityDefaults { ssh: &ssh, check_timeout, max_output };
+        let defaults = EntityDefaults {
+            ssh: &ssh,
+            check_timeout,
+            max_output,
+        };
         if let Some(entity) = entity(&mut c, &at, e, &mut names, &mut hosts, &groups, &defaults) {
             entities.push(entity);
         }
     }
 
     if c.problems.is_empty() {
-        Ok(Authority { source: file.to_path_buf(), hosts, groups, entities, ssh, inventory: inventory_path })
+        Ok(Authority {
+            source: file.to_path_buf(),
+            hosts,
+            groups,
+            entities,
+            ssh,
+            inventory: inventory_path,
+        })
     } else {
-        c.problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        c.problems
+            .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         Err(c.problems)
     }
 }
@@ -310,7 +375,10 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
 /// A serde error as a problem: its message is `path: reason at line L column C`;
 /// the path becomes the field and the position moves to the problem's own.
 pub(super) fn serde_problem(file: &Path, e: &serde_yaml::Error) -> Problem {
-    let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((1, 1));
     let mut message = e.to_string();
     if let Some(i) = message.rfind(" at line ") {
         message.truncate(i);
@@ -322,7 +390,13 @@ pub(super) fn serde_problem(file: &Path, e: &serde_yaml::Error) -> Problem {
             message = rest.to_string();
         }
     }
-    Problem { file: file.to_path_buf(), line, column, field, message }
+    Problem {
+        file: file.to_path_buf(),
+        line,
+        column,
+        field,
+        message,
+    }
 }
 
 /// Expands inline group `name` into host names, following group references
@@ -339,7 +413,13 @@ fn resolve_group(
         return d.clone();
     }
     if stack.iter().any(|s| s == name) {
-        c.at_key(&format!("groups.{name}"), format!("group {name:?} includes itself ({} -> {name})", stack.join(" -> ")));
+        c.at_key(
+            &format!("groups.{name}"),
+            format!(
+                "group {name:?} includes itself ({} -> {name})",
+                stack.join(" -> ")
+            ),
+        );
         return BTreeSet::new();
     }
     stack.push(name.to_string());
@@ -411,12 +491,18 @@ fn entity(
             String::new()
         }
         Some(n) if !valid_name(n) => {
-            c.at_value(&format!("{at}.name"), format!("{n:?} is not a valid entity name (letters, digits, . - _)"));
+            c.at_value(
+                &format!("{at}.name"),
+                format!("{n:?} is not a valid entity name (letters, digits, . - _)"),
+            );
             n.to_string()
         }
         Some(n) => {
             if !names.insert(n.to_string()) {
-                c.at_value(&format!("{at}.name"), format!("duplicate entity name {n:?}"));
+                c.at_value(
+                    &format!("{at}.name"),
+                    format!("duplicate entity name {n:?}"),
+                );
             }
             n.to_string()
         }
@@ -426,7 +512,10 @@ fn entity(
         Some("url") => Some(Kind::Url),
         Some("command") => Some(Kind::Command),
         Some(other) => {
-            c.at_value(&format!("{at}.type"), format!("unknown type {other:?} (expected file, url or command)"));
+            c.at_value(
+                &format!("{at}.type"),
+                format!("unknown type {other:?} (expected file, url or command)"),
+            );
             None
         }
         None => {
@@ -437,37 +526,49 @@ fn entity(
     match kind {
         Some(Kind::File) => match e.path.as_deref() {
             None => c.at_value(at, "a `file` entity needs a `path`"),
-            Some(p) if !p.starts_with('/') => {
-                c.at_value(&format!("{at}.path"), format!("{p:?} must be an absolute path"))
-            }
+            Some(p) if !p.starts_with('/') => c.at_value(
+                &format!("{at}.path"),
+                format!("{p:?} must be an absolute path"),
+            ),
             Some(_) => {}
         },
         Some(Kind::Url) => match e.path.as_deref() {
             None => c.at_value(at, "a `url` entity needs a `path` (the URL)"),
-            Some(p) if !(p.starts_with("http://") || p.starts_with("https://")) => {
-                c.at_value(&format!("{at}.path"), format!("{p:?} must be an http:// or https:// URL"))
-            }
+            Some(p) if !(p.starts_with("http://") || p.starts_with("https://")) => c.at_value(
+                &format!("{at}.path"),
+                format!("{p:?} must be an http:// or https:// URL"),
+            ),
             Some(_) => {}
         },
-        Some(Kind::Command) => {
-            if e.collect_script.as_deref().is_none_or(|s| s.trim().is_empty()) {
-                c.at_value(at, "a `command` entity needs a `collect_script`");
-            }
+        Some(Kind::Command)
+            if e.collect_script
+                .as_deref()
+                .is_none_or(|s| s.trim().is_empty()) =>
+        {
+            c.at_value(at, "a `command` entity needs a `collect_script`");
         }
-        None => {}
+        Some(Kind::Command) | None => {}
     }
     if kind == Some(Kind::Url) && e.collect_script.is_some() {
-        c.at_key(&format!("{at}.collect_script"), "a `url` entity is fetched by fleetcheck; it takes no collect_script");
+        c.at_key(
+            &format!("{at}.collect_script"),
+            "a `url` entity is fetched by fleetcheck; it takes no collect_script",
+        );
     }
     let md5 = match &e.md5 {
         None => {
             c.at_value(at, "an entity needs an `md5`");
             String::new()
         }
-        Some(Value::String(s)) if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) => s.to_ascii_lowercase(),
+        Some(Value::String(s)) if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            s.to_ascii_lowercase()
+        }
         Some(v) => {
             let shown = scalar_string(v).unwrap_or_else(|| "a non-scalar".to_string());
-            c.at_value(&format!("{at}.md5"), format!("{shown:?} is not an MD5 (32 hexadecimal digits)"));
+            c.at_value(
+                &format!("{at}.md5"),
+                format!("{shown:?} is not an MD5 (32 hexadecimal digits)"),
+            );
             String::new()
         }
     };
@@ -487,15 +588,24 @@ fn entity(
         }
     };
     if e.version_script.is_some() && version.is_none() {
-        c.at_key(&format!("{at}.version_script"), "version_script needs a `version` to compare with");
+        c.at_key(
+            &format!("{at}.version_script"),
+            "version_script needs a `version` to compare with",
+        );
     }
     let mut labels = BTreeMap::new();
     for (k, v) in &e.labels {
         let field = format!("{at}.labels.{k}");
         if !valid_label_name(k) {
-            c.at_key(&field, format!("{k:?} is not a valid Prometheus label name"));
+            c.at_key(
+                &field,
+                format!("{k:?} is not a valid Prometheus label name"),
+            );
         } else if RESERVED_LABELS.contains(&k.as_str()) {
-            c.at_key(&field, format!("label {k:?} is reserved by fleetcheck's metrics"));
+            c.at_key(
+                &field,
+                format!("label {k:?} is reserved by fleetcheck's metrics"),
+            );
         }
         match scalar_string(v) {
             Some(s) => {
@@ -504,7 +614,11 @@ fn entity(
             None => c.at_value(&field, "label values must be strings"),
         }
     }
-    let check_timeout = c.duration(&format!("{at}.check_timeout"), &e.check_timeout, default_timeout);
+    let check_timeout = c.duration(
+        &format!("{at}.check_timeout"),
+        &e.check_timeout,
+        default_timeout,
+    );
     let max_output = match e.max_output {
         Some(0) => {
             c.at_value(&format!("{at}.max_output"), "must be greater than zero");
@@ -513,12 +627,20 @@ fn entity(
         Some(m) => m,
         None => default_max_output,
     };
-    let repair = e.repair_script.as_ref().and_then(|r| repair(c, &format!("{at}.repair_script"), r));
+    let repair = e
+        .repair_script
+        .as_ref()
+        .and_then(|r| repair(c, &format!("{at}.repair_script"), r));
 
     let mut set = BTreeSet::new();
     match &e.entity_set {
-        None => c.at_value(at, "an entity needs an `entity_set` (hosts, ranges or groups)"),
-        Some(items) if items.is_empty() => c.at_value(&format!("{at}.entity_set"), "entity_set is empty"),
+        None => c.at_value(
+            at,
+            "an entity needs an `entity_set` (hosts, ranges or groups)",
+        ),
+        Some(items) if items.is_empty() => {
+            c.at_value(&format!("{at}.entity_set"), "entity_set is empty")
+        }
         Some(items) => {
             for (j, item) in items.iter().enumerate() {
                 let field = format!("{at}.entity_set[{j}]");
@@ -537,7 +659,9 @@ fn entity(
                                     c.at_value(&field, format!("{n:?} is not a valid host name"));
                                     continue;
                                 }
-                                hosts.entry(n.clone()).or_insert_with(|| implicit_host(&n, ssh));
+                                hosts
+                                    .entry(n.clone())
+                                    .or_insert_with(|| implicit_host(&n, ssh));
                                 set.insert(n);
                             }
                         }
@@ -574,28 +698,57 @@ fn repair(c: &mut Checker<'_>, at: &str, r: &RawRepair) -> Option<Repair> {
             c.at_value(at, "repair_script is empty");
             return None;
         }
-        RawRepair::Script(s) => return Some(Repair { method: RepairMethod::Script { script: s.clone() }, timeout: None }),
+        RawRepair::Script(s) => {
+            return Some(Repair {
+                method: RepairMethod::Script { script: s.clone() },
+                timeout: None,
+            })
+        }
         RawRepair::Method(m) => m,
     };
     c.unknown(at, &m.unknown, REPAIR_KEYS);
-    let timeout = m.timeout.as_ref().map(|_| c.duration(&format!("{at}.timeout"), &m.timeout, Duration::from_secs(600)));
-    let chosen = [m.ansible.is_some(), m.deploy.is_some(), m.script.is_some(), m.command.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let timeout = m.timeout.as_ref().map(|_| {
+        c.duration(
+            &format!("{at}.timeout"),
+            &m.timeout,
+            Duration::from_secs(600),
+        )
+    });
+    let chosen = [
+        m.ansible.is_some(),
+        m.deploy.is_some(),
+        m.script.is_some(),
+        m.command.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if chosen != 1 {
-        c.at_value(at, "repair_script must name exactly one of ansible, deploy, script, command");
+        c.at_value(
+            at,
+            "repair_script must name exactly one of ansible, deploy, script, command",
+        );
         return None;
     }
     let method = if let Some(a) = &m.ansible {
-        c.unknown(&format!("{at}.ansible"), &a.unknown, &["playbook", "extra_vars"]);
+        c.unknown(
+            &format!("{at}.ansible"),
+            &a.unknown,
+            &["playbook", "extra_vars"],
+        );
         let Some(playbook) = a.playbook.as_deref() else {
-            c.at_value(&format!("{at}.ansible"), "ansible repair needs a `playbook`");
+            c.at_value(
+                &format!("{at}.ansible"),
+                "ansible repair needs a `playbook`",
+            );
             return None;
         };
         let path = c.path(playbook);
         if !path.is_file() {
-            c.at_value(&format!("{at}.ansible.playbook"), format!("playbook {} does not exist", path.display()));
+            c.at_value(
+                &format!("{at}.ansible.playbook"),
+                format!("playbook {} does not exist", path.display()),
+            );
         }
         let mut extra_vars = BTreeMap::new();
         for (k, v) in &a.extra_vars {
@@ -603,16 +756,27 @@ fn repair(c: &mut Checker<'_>, at: &str, r: &RawRepair) -> Option<Repair> {
                 Ok(j) => {
                     extra_vars.insert(k.clone(), j);
                 }
-                Err(e) => c.at_value(&format!("{at}.ansible.extra_vars.{k}"), format!("not representable as JSON: {e}")),
+                Err(e) => c.at_value(
+                    &format!("{at}.ansible.extra_vars.{k}"),
+                    format!("not representable as JSON: {e}"),
+                ),
             }
         }
-        RepairMethod::Ansible { playbook: path, extra_vars }
+        RepairMethod::Ansible {
+            playbook: path,
+            extra_vars,
+        }
     } else if let Some(d) = &m.deploy {
         c.unknown(&format!("{at}.deploy"), &d.unknown, &["service"]);
         match d.service.as_deref() {
-            Some(s) if valid_name(s) => RepairMethod::Deploy { service: s.to_string() },
+            Some(s) if valid_name(s) => RepairMethod::Deploy {
+                service: s.to_string(),
+            },
             Some(s) => {
-                c.at_value(&format!("{at}.deploy.service"), format!("{s:?} is not a valid service name"));
+                c.at_value(
+                    &format!("{at}.deploy.service"),
+                    format!("{s:?} is not a valid service name"),
+                );
                 return None;
             }
             None => {
@@ -629,7 +793,10 @@ fn repair(c: &mut Checker<'_>, at: &str, r: &RawRepair) -> Option<Repair> {
     } else {
         let argv = m.command.clone().unwrap_or_default();
         if argv.is_empty() || argv[0].is_empty() {
-            c.at_value(&format!("{at}.command"), "command needs a program: [\"/path/to/program\", \"arg\", ...]");
+            c.at_value(
+                &format!("{at}.command"),
+                "command needs a program: [\"/path/to/program\", \"arg\", ...]",
+            );
             return None;
         }
         RepairMethod::Command { argv }

@@ -26,13 +26,17 @@ pub enum Fetched {
 
 impl Default for Fetcher {
     fn default() -> Self {
-        Fetcher { client: Client::builder(TokioExecutor::new()).build_http() }
+        Fetcher {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
     }
 }
 
 /// Replaces `{host}` and `{address}` in a URL template.
 pub fn render(template: &str, host: &str, address: &str) -> String {
-    template.replace("{host}", host).replace("{address}", address)
+    template
+        .replace("{host}", host)
+        .replace("{address}", address)
 }
 
 impl Fetcher {
@@ -41,13 +45,22 @@ impl Fetcher {
         if url.starts_with("https://") {
             return Err("https URLs are not supported yet: serve the artefact over http or check it as a file".into());
         }
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
         let req = hyper::Request::get(uri)
-            .header(hyper::header::USER_AGENT, concat!("fleetcheck/", env!("CARGO_PKG_VERSION")))
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("fleetcheck/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Empty::new())
             .map_err(|e| format!("invalid request: {e}"))?;
         let work = async {
-            let resp = self.client.request(req).await.map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
             let status = resp.status();
             if status == hyper::StatusCode::NOT_FOUND || status == hyper::StatusCode::GONE {
                 return Ok(Fetched::NotFound);
@@ -61,8 +74,11 @@ impl Fetcher {
                 .map_err(|e| format!("GET {url}: body: {e} (cap {cap} bytes)"))?;
             Ok(Fetched::Body(body.to_bytes().to_vec()))
         };
-        tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| format!("GET {url}: timed out after {}", crate::duration::format(timeout)))?
+        tokio::time::timeout(timeout, work).await.map_err(|_| {
+            format!(
+                "GET {url}: timed out after {}",
+                crate::duration::format(timeout)
+            )
+        })?
     }
 }

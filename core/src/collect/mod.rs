@@ -86,8 +86,16 @@ pub struct Collector {
 
 impl Collector {
     pub fn new(opts: CollectorOptions) -> Collector {
-        let pool = transport::SessionPool::new(opts.control_dir.clone(), opts.max_sessions, opts.session_idle);
-        Collector { opts, pool, fetcher: http::Fetcher::default() }
+        let pool = transport::SessionPool::new(
+            opts.control_dir.clone(),
+            opts.max_sessions,
+            opts.session_idle,
+        );
+        Collector {
+            opts,
+            pool,
+            fetcher: http::Fetcher::default(),
+        }
     }
 
     /// Checks every pair of the authority.
@@ -95,23 +103,41 @@ impl Collector {
         let hosts: Vec<&Host> = authority.checked_hosts();
         let plan: Vec<(&Host, Vec<&Entity>)> = hosts
             .into_iter()
-            .map(|h| (h, authority.entities.iter().filter(|e| e.applies_to(&h.name)).collect()))
+            .map(|h| {
+                (
+                    h,
+                    authority
+                        .entities
+                        .iter()
+                        .filter(|e| e.applies_to(&h.name))
+                        .collect(),
+                )
+            })
             .collect();
         let snapshot = self.run_plan(authority, plan).await;
-        self.pool.retain(&|name| authority.hosts.contains_key(name)).await;
+        self.pool
+            .retain(&|name| authority.hosts.contains_key(name))
+            .await;
         snapshot
     }
 
     /// Checks only the given (entity, host) pairs (the remediator's re-check
     /// and verification). Pairs the authority does not contain are skipped.
-    pub async fn check_pairs(&self, authority: &Authority, pairs: &[(String, String)]) -> Vec<PairStatus> {
+    pub async fn check_pairs(
+        &self,
+        authority: &Authority,
+        pairs: &[(String, String)],
+    ) -> Vec<PairStatus> {
         let mut by_host: BTreeMap<&str, Vec<&Entity>> = BTreeMap::new();
         for (entity, host) in pairs {
             if let Some(e) = authority.entity(entity).filter(|e| e.applies_to(host)) {
                 by_host.entry(host.as_str()).or_default().push(e);
             }
         }
-        let plan = by_host.into_iter().filter_map(|(h, es)| authority.host(h).map(|h| (h, es))).collect();
+        let plan = by_host
+            .into_iter()
+            .filter_map(|(h, es)| authority.host(h).map(|h| (h, es)))
+            .collect();
         self.run_plan(authority, plan).await.pairs
     }
 
@@ -122,7 +148,7 @@ impl Collector {
 
     /// Open SSH sessions right now.
     pub async fn open_sessions(&self) -> usize {
-        self.pool.len().await
+        self.pool.open().await
     }
 
     async fn run_plan(&self, authority: &Authority, plan: Vec<(&Host, Vec<&Entity>)>) -> Snapshot {
@@ -149,7 +175,12 @@ impl Collector {
         }
         pairs.sort_by(|a, b| (&a.entity, &a.host).cmp(&(&b.entity, &b.host)));
         hosts.sort_by(|a, b| a.name.cmp(&b.name));
-        Snapshot { started, duration: t0.elapsed(), pairs, hosts }
+        Snapshot {
+            started,
+            duration: t0.elapsed(),
+            pairs,
+            hosts,
+        }
     }
 
     async fn check_host(
@@ -159,7 +190,8 @@ impl Collector {
         entities: &[&Entity],
     ) -> (HostReport, Vec<Observation>) {
         let t0 = Instant::now();
-        let (urls, scripted): (Vec<&Entity>, Vec<&Entity>) = entities.iter().partition(|e| e.kind == Kind::Url);
+        let (urls, scripted): (Vec<&Entity>, Vec<&Entity>) =
+            entities.iter().partition(|e| e.kind == Kind::Url);
         let mut observations = Vec::with_capacity(entities.len());
         let mut up = false;
         let mut error = None;
@@ -173,12 +205,22 @@ impl Collector {
             }
         }
         for e in urls {
-            let url = http::render(e.path.as_deref().unwrap_or_default(), &host.name, &host.address);
-            let fetched = self.fetcher.fetch(&url, e.check_timeout, e.max_output).await;
+            let url = http::render(
+                e.path.as_deref().unwrap_or_default(),
+                &host.name,
+                &host.address,
+            );
+            let fetched = self
+                .fetcher
+                .fetch(&url, e.check_timeout, e.max_output)
+                .await;
             let outcome = match fetched {
                 Ok(http::Fetched::Body(body)) => {
                     up = true;
-                    Ok(Observed::Present { md5: md5_hex(&body), version: None })
+                    Ok(Observed::Present {
+                        md5: md5_hex(&body),
+                        version: None,
+                    })
                 }
                 Ok(http::Fetched::NotFound) => {
                     up = true;
@@ -193,7 +235,12 @@ impl Collector {
                 checked_at: SystemTime::now(),
             });
         }
-        let report = HostReport { name: host.name.clone(), up, duration: t0.elapsed(), error };
+        let report = HostReport {
+            name: host.name.clone(),
+            up,
+            duration: t0.elapsed(),
+            error,
+        };
         (report, observations)
     }
 
@@ -210,17 +257,36 @@ impl Collector {
             let probe = match (e.kind, &e.collect_script) {
                 (_, Some(script)) => Probe::Output {
                     script: script.clone(),
-                    path: if e.kind == Kind::File { e.path.clone() } else { None },
+                    path: if e.kind == Kind::File {
+                        e.path.clone()
+                    } else {
+                        None
+                    },
                 },
-                (_, None) => Probe::HashFile { path: e.path.clone().unwrap_or_default() },
+                (_, None) => Probe::HashFile {
+                    path: e.path.clone().unwrap_or_default(),
+                },
             };
-            let cap = if matches!(probe, Probe::HashFile { .. }) { script::SMALL_CAP } else { e.max_output };
-            items.push(Item { id: format!("{i}c"), entity: e.name.clone(), probe, timeout: e.check_timeout, cap });
+            let cap = if matches!(probe, Probe::HashFile { .. }) {
+                script::SMALL_CAP
+            } else {
+                e.max_output
+            };
+            items.push(Item {
+                id: format!("{i}c"),
+                entity: e.name.clone(),
+                probe,
+                timeout: e.check_timeout,
+                cap,
+            });
             if let Some(vs) = &e.version_script {
                 items.push(Item {
                     id: format!("{i}v"),
                     entity: e.name.clone(),
-                    probe: Probe::Output { script: vs.clone(), path: None },
+                    probe: Probe::Output {
+                        script: vs.clone(),
+                        path: None,
+                    },
                     timeout: e.check_timeout,
                     cap: script::SMALL_CAP,
                 });
@@ -228,8 +294,16 @@ impl Collector {
         }
         let boundary = script::new_boundary();
         let text = script::build(&boundary, &items);
-        let output_cap: usize = items.iter().map(|i| i.cap as usize + script::SMALL_CAP as usize + 256).sum::<usize>() + 4096;
-        let deadline = entities.iter().map(|e| e.check_timeout).max().unwrap_or_default()
+        let output_cap: usize = items
+            .iter()
+            .map(|i| i.cap as usize + script::SMALL_CAP as usize + 256)
+            .sum::<usize>()
+            + 4096;
+        let deadline = entities
+            .iter()
+            .map(|e| e.check_timeout)
+            .max()
+            .unwrap_or_default()
             + authority.ssh.connect_timeout
             + Duration::from_secs(5);
         let run = async {
@@ -242,7 +316,10 @@ impl Collector {
             Ok(Ok(out)) => out,
             Ok(Err(e)) => return (fail_all(host, entities, &e), Err(e)),
             Err(_) => {
-                let e = format!("host did not answer within {}", crate::duration::format(deadline));
+                let e = format!(
+                    "host did not answer within {}",
+                    crate::duration::format(deadline)
+                );
                 return (fail_all(host, entities, &e), Err(e));
             }
         };
@@ -255,14 +332,19 @@ impl Collector {
             }
         };
         let now = SystemTime::now();
-        let by_id: BTreeMap<&str, (&Item, &ItemResult)> =
-            items.iter().zip(results.iter()).map(|(i, r)| (i.id.as_str(), (i, r))).collect();
+        let by_id: BTreeMap<&str, (&Item, &ItemResult)> = items
+            .iter()
+            .zip(results.iter())
+            .map(|(i, r)| (i.id.as_str(), (i, r)))
+            .collect();
         let observations = entities
             .iter()
             .enumerate()
             .map(|(i, e)| {
                 let (item, content) = by_id[format!("{i}c").as_str()];
-                let version = by_id.get(format!("{i}v").as_str()).map(|(item, r)| version_of(item, r));
+                let version = by_id
+                    .get(format!("{i}v").as_str())
+                    .map(|(item, r)| version_of(item, r));
                 Observation {
                     entity: e.name.clone(),
                     host: host.name.clone(),
@@ -323,7 +405,9 @@ fn content_of(item: &Item, result: &ItemResult) -> Result<Option<String>, String
 
 fn version_of(item: &Item, result: &ItemResult) -> Result<String, String> {
     match result {
-        ItemResult::Ran { rc: 0, stdout, .. } => Ok(String::from_utf8_lossy(stdout).trim().to_string()),
+        ItemResult::Ran { rc: 0, stdout, .. } => {
+            Ok(String::from_utf8_lossy(stdout).trim().to_string())
+        }
         ItemResult::Ran { rc, stderr, .. } => Err(describe_failure(item, *rc, stderr)),
         ItemResult::Missing => Err("no version reported".to_string()),
     }

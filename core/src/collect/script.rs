@@ -21,7 +21,10 @@ pub enum Probe {
     HashFile { path: String },
     /// Run `script` and capture its stdout (hashed by the caller). When `path`
     /// is set, report `missing` if it does not exist instead of running.
-    Output { script: String, path: Option<String> },
+    Output {
+        script: String,
+        path: Option<String>,
+    },
 }
 
 /// A probe with its identity and limits.
@@ -39,7 +42,11 @@ pub struct Item {
 pub enum ItemResult {
     Missing,
     /// The item ran; `rc` is its exit status (137 when killed by the timeout).
-    Ran { rc: i32, stdout: Vec<u8>, stderr: Vec<u8> },
+    Ran {
+        rc: i32,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+    },
 }
 
 /// Quotes `s` for POSIX sh: the result is one word with no expansion.
@@ -103,7 +110,10 @@ pub fn build(boundary: &str, items: &[Item]) -> String {
             sh_quote(path.unwrap_or(""))
         );
         if path.is_some() {
-            let _ = writeln!(s, "if [ ! -e \"$FLEETCHECK_PATH\" ]; then echo missing >\"$fc_t/{id}.st\"; else");
+            let _ = writeln!(
+                s,
+                "if [ ! -e \"$FLEETCHECK_PATH\" ]; then echo missing >\"$fc_t/{id}.st\"; else"
+            );
         }
         let body = match script {
             None => "\"$fc_hash\"".to_string(),
@@ -146,12 +156,16 @@ pub enum FrameError {
 pub fn parse(boundary: &str, ids: &[String], out: &[u8]) -> Result<Vec<ItemResult>, FrameError> {
     let mut results: Vec<Option<ItemResult>> = vec![None; ids.len()];
     let mut pos = 0;
-    let malformed = |offset: usize, reason: &str| FrameError::Malformed { offset, reason: reason.to_string() };
+    let malformed = |offset: usize, reason: &str| FrameError::Malformed {
+        offset,
+        reason: reason.to_string(),
+    };
     loop {
         let Some(nl) = out[pos..].iter().position(|b| *b == b'\n') else {
             return Err(FrameError::Truncated);
         };
-        let line = std::str::from_utf8(&out[pos..pos + nl]).map_err(|_| malformed(pos, "header is not UTF-8"))?;
+        let line = std::str::from_utf8(&out[pos..pos + nl])
+            .map_err(|_| malformed(pos, "header is not UTF-8"))?;
         let fields: Vec<&str> = line.split(' ').collect();
         if fields.first() != Some(&boundary) {
             return Err(malformed(pos, "expected a header line"));
@@ -162,7 +176,10 @@ pub fn parse(boundary: &str, ids: &[String], out: &[u8]) -> Result<Vec<ItemResul
             break;
         }
         let [_, id, status, rc, olen, elen] = fields.as_slice() else {
-            return Err(malformed(header_start, "header has the wrong number of fields"));
+            return Err(malformed(
+                header_start,
+                "header has the wrong number of fields",
+            ));
         };
         let index = ids
             .iter()
@@ -171,9 +188,14 @@ pub fn parse(boundary: &str, ids: &[String], out: &[u8]) -> Result<Vec<ItemResul
         if results[index].is_some() {
             return Err(malformed(header_start, "item reported twice"));
         }
-        let num = |s: &str| s.parse::<usize>().map_err(|_| malformed(header_start, "bad length"));
+        let num = |s: &str| {
+            s.parse::<usize>()
+                .map_err(|_| malformed(header_start, "bad length"))
+        };
         let (olen, elen) = (num(olen)?, num(elen)?);
-        let rc: i32 = rc.parse().map_err(|_| malformed(header_start, "bad exit status"))?;
+        let rc: i32 = rc
+            .parse()
+            .map_err(|_| malformed(header_start, "bad exit status"))?;
         if out.len() < pos + olen + elen {
             return Err(FrameError::Truncated);
         }
@@ -186,14 +208,18 @@ pub fn parse(boundary: &str, ids: &[String], out: &[u8]) -> Result<Vec<ItemResul
             _ => return Err(malformed(header_start, "unknown status")),
         });
     }
-    results.into_iter().map(|r| r.ok_or(FrameError::Truncated)).collect()
+    results
+        .into_iter()
+        .map(|r| r.ok_or(FrameError::Truncated))
+        .collect()
 }
 
 /// The first 32-hex-digit word of a hashing tool's output, lowercased.
 pub fn md5_from_tool_output(stdout: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(stdout).ok()?;
     let word = text.split_whitespace().next()?;
-    (word.len() == 32 && word.bytes().all(|b| b.is_ascii_hexdigit())).then(|| word.to_ascii_lowercase())
+    (word.len() == 32 && word.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| word.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -209,16 +235,30 @@ mod tests {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap().stdout
     }
 
     fn item(id: &str, probe: Probe) -> Item {
-        Item { id: id.into(), entity: format!("e{id}"), probe, timeout: Duration::from_secs(5), cap: 64 }
+        Item {
+            id: id.into(),
+            entity: format!("e{id}"),
+            probe,
+            timeout: Duration::from_secs(5),
+            cap: 64,
+        }
     }
 
     fn output(script: &str) -> Probe {
-        Probe::Output { script: script.into(), path: None }
+        Probe::Output {
+            script: script.into(),
+            path: None,
+        }
     }
 
     #[test]
@@ -254,7 +294,14 @@ mod tests {
         let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
         let b = new_boundary();
         let results = parse(&b, &ids, &run_sh(&build(&b, &items))).unwrap();
-        assert_eq!(results[0], ItemResult::Ran { rc: 0, stdout: vec![], stderr: vec![] });
+        assert_eq!(
+            results[0],
+            ItemResult::Ran {
+                rc: 0,
+                stdout: vec![],
+                stderr: vec![]
+            }
+        );
         assert!(matches!(&results[1], ItemResult::Ran { stdout, .. } if stdout == b"after"));
     }
 
@@ -266,8 +313,18 @@ mod tests {
         let mut slow = item("3", output("sleep 30; echo late"));
         slow.timeout = Duration::from_secs(1);
         let items = vec![
-            item("0", Probe::HashFile { path: file.display().to_string() }),
-            item("1", Probe::HashFile { path: dir.path().join("nope").display().to_string() }),
+            item(
+                "0",
+                Probe::HashFile {
+                    path: file.display().to_string(),
+                },
+            ),
+            item(
+                "1",
+                Probe::HashFile {
+                    path: dir.path().join("nope").display().to_string(),
+                },
+            ),
             item("2", output("echo oops >&2; exit 3")),
             slow,
             item("4", output("yes | head -c 1000")),
@@ -276,16 +333,33 @@ mod tests {
         let b = new_boundary();
         let started = std::time::Instant::now();
         let results = parse(&b, &ids, &run_sh(&build(&b, &items))).unwrap();
-        assert!(started.elapsed() < Duration::from_secs(10), "the timeout did not fire");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the timeout did not fire"
+        );
         match &results[0] {
             ItemResult::Ran { rc: 0, stdout, .. } => {
-                assert_eq!(md5_from_tool_output(stdout).unwrap(), "b1946ac92492d2347c6235b4d2611184")
+                assert_eq!(
+                    md5_from_tool_output(stdout).unwrap(),
+                    "b1946ac92492d2347c6235b4d2611184"
+                )
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(results[1], ItemResult::Missing);
-        assert_eq!(results[2], ItemResult::Ran { rc: 3, stdout: vec![], stderr: b"oops\n".to_vec() });
-        assert!(matches!(&results[3], ItemResult::Ran { rc: 137, .. }), "{:?}", results[3]);
+        assert_eq!(
+            results[2],
+            ItemResult::Ran {
+                rc: 3,
+                stdout: vec![],
+                stderr: b"oops\n".to_vec()
+            }
+        );
+        assert!(
+            matches!(&results[3], ItemResult::Ran { rc: 137, .. }),
+            "{:?}",
+            results[3]
+        );
         // Capped at 64 bytes plus the one that shows the cap was exceeded.
         assert!(matches!(&results[4], ItemResult::Ran { stdout, .. } if stdout.len() == 65));
     }
@@ -294,15 +368,34 @@ mod tests {
     fn parser_rejects_truncated_and_foreign_output() {
         let ids = vec!["0".to_string()];
         let b = "B";
-        assert_eq!(parse(b, &ids, b"B 0 ran 0 5 0\nab"), Err(FrameError::Truncated));
-        assert!(matches!(parse(b, &ids, b"hello\n"), Err(FrameError::Malformed { .. })));
-        assert!(matches!(parse(b, &ids, b"B 9 ran 0 0 0\nB end\n"), Err(FrameError::Malformed { .. })));
+        assert_eq!(
+            parse(b, &ids, b"B 0 ran 0 5 0\nab"),
+            Err(FrameError::Truncated)
+        );
+        assert!(matches!(
+            parse(b, &ids, b"hello\n"),
+            Err(FrameError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse(b, &ids, b"B 9 ran 0 0 0\nB end\n"),
+            Err(FrameError::Malformed { .. })
+        ));
         assert_eq!(parse(b, &ids, b"B end\n"), Err(FrameError::Truncated));
         assert_eq!(
             parse(b, &ids, b"B 0 ran 0 2 1\nhiX B end\nB end\n").unwrap_err(),
-            FrameError::Malformed { offset: 17, reason: "expected a header line".into() }
+            FrameError::Malformed {
+                offset: 17,
+                reason: "expected a header line".into()
+            }
         );
         let ok = parse(b, &ids, b"B 0 ran 2 2 1\nhiXB end\n").unwrap();
-        assert_eq!(ok, vec![ItemResult::Ran { rc: 2, stdout: b"hi".to_vec(), stderr: b"X".to_vec() }]);
+        assert_eq!(
+            ok,
+            vec![ItemResult::Ran {
+                rc: 2,
+                stdout: b"hi".to_vec(),
+                stderr: b"X".to_vec()
+            }]
+        );
     }
 }

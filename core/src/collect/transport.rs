@@ -15,7 +15,10 @@ use crate::authority::{Host, SshSettings};
 
 /// Reads `reader` to the end, keeping at most `cap` bytes (the rest is drained
 /// so the writer never blocks).
-pub async fn read_capped<R: AsyncRead + Unpin>(mut reader: R, cap: usize) -> std::io::Result<(Vec<u8>, bool)> {
+pub async fn read_capped<R: AsyncRead + Unpin>(
+    mut reader: R,
+    cap: usize,
+) -> std::io::Result<(Vec<u8>, bool)> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut exceeded = false;
@@ -58,13 +61,19 @@ pub async fn run_local(script: &str, cap: usize) -> Result<Vec<u8>, String> {
     w.map_err(|e| format!("cannot send the script to sh: {e}"))?;
     let (out, exceeded) = out.map_err(|e| format!("reading sh output: {e}"))?;
     let (err, _) = err.unwrap_or_default();
-    let status = child.wait().await.map_err(|e| format!("waiting for sh: {e}"))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("waiting for sh: {e}"))?;
     std::mem::forget(guard);
     if exceeded {
         return Err(format!("the host script printed more than {cap} bytes"));
     }
     if !status.success() {
-        return Err(format!("sh exited with {status}: {}", String::from_utf8_lossy(&err).trim()));
+        return Err(format!(
+            "sh exited with {status}: {}",
+            String::from_utf8_lossy(&err).trim()
+        ));
     }
     Ok(out)
 }
@@ -101,16 +110,29 @@ struct Pooled {
 
 impl SessionPool {
     pub fn new(control_dir: PathBuf, max_sessions: usize, idle_persist: Duration) -> SessionPool {
-        SessionPool { control_dir, max_sessions: max_sessions.max(1), idle_persist, sessions: Mutex::new(HashMap::new()) }
+        SessionPool {
+            control_dir,
+            max_sessions: max_sessions.max(1),
+            idle_persist,
+            sessions: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Runs `script` on `host` through its session, connecting if needed.
     /// A broken cached session is replaced once.
-    pub async fn run(&self, host: &Host, ssh: &SshSettings, script: &str, cap: usize) -> Result<Vec<u8>, String> {
+    pub async fn run(
+        &self,
+        host: &Host,
+        ssh: &SshSettings,
+        script: &str,
+        cap: usize,
+    ) -> Result<Vec<u8>, String> {
         let key = format!("{}@{}:{}", host.user, host.address, host.port);
         let cached = {
             let map = self.sessions.lock().await;
-            map.get(&host.name).filter(|p| p.key == key).map(|p| p.session.clone())
+            map.get(&host.name)
+                .filter(|p| p.key == key)
+                .map(|p| p.session.clone())
         };
         if let Some(session) = cached {
             match run_on(&session, script, cap).await {
@@ -126,13 +148,26 @@ impl SessionPool {
             }
         }
         let session = Arc::new(self.connect(host, ssh).await?);
-        let result = run_on(&session, script, cap).await.map_err(RunError::into_message);
+        let result = run_on(&session, script, cap)
+            .await
+            .map_err(RunError::into_message);
         if result.is_ok() {
             let mut map = self.sessions.lock().await;
-            map.insert(host.name.clone(), Pooled { key, session, last_used: Instant::now() });
+            map.insert(
+                host.name.clone(),
+                Pooled {
+                    key,
+                    session,
+                    last_used: Instant::now(),
+                },
+            );
             if map.len() > self.max_sessions {
                 // Close the least recently used session beyond the bound.
-                if let Some(oldest) = map.iter().min_by_key(|(_, p)| p.last_used).map(|(k, _)| k.clone()) {
+                if let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, p)| p.last_used)
+                    .map(|(k, _)| k.clone())
+                {
                     map.remove(&oldest);
                 }
             }
@@ -147,7 +182,7 @@ impl SessionPool {
     }
 
     /// Drops sessions of hosts no longer in `keep`.
-    pub async fn retain(&self, keep: &dyn Fn(&str) -> bool) {
+    pub async fn retain(&self, keep: &(dyn Fn(&str) -> bool + Sync)) {
         self.sessions.lock().await.retain(|name, _| keep(name));
     }
 
@@ -161,7 +196,7 @@ impl SessionPool {
         }
     }
 
-    pub async fn len(&self) -> usize {
+    pub async fn open(&self) -> usize {
         self.sessions.lock().await.len()
     }
 
@@ -174,7 +209,8 @@ impl SessionPool {
             .server_alive_interval(Duration::from_secs(15))
             .control_directory(&self.control_dir)
             .control_persist(openssh::ControlPersist::IdleFor(
-                std::num::NonZeroUsize::new(self.idle_persist.as_secs().max(1) as usize).expect("non-zero"),
+                std::num::NonZeroUsize::new(self.idle_persist.as_secs().max(1) as usize)
+                    .expect("non-zero"),
             ));
         if let Some(k) = &ssh.known_hosts {
             b.user_known_hosts_file(k);
@@ -185,7 +221,9 @@ impl SessionPool {
         if let Some(c) = &ssh.config_file {
             b.config_file(c);
         }
-        b.connect(&host.address).await.map_err(|e| format!("ssh connection failed: {}", error_chain(&e)))
+        b.connect(&host.address)
+            .await
+            .map_err(|e| format!("ssh connection failed: {}", error_chain(&e)))
     }
 }
 
@@ -213,7 +251,12 @@ async fn run_on(session: &Session, script: &str, cap: usize) -> Result<Vec<u8>, 
         .stderr(openssh::Stdio::piped())
         .spawn()
         .await
-        .map_err(|e| RunError::Session(format!("cannot start the remote shell: {}", error_chain(&e))))?;
+        .map_err(|e| {
+            RunError::Session(format!(
+                "cannot start the remote shell: {}",
+                error_chain(&e)
+            ))
+        })?;
     let mut stdin = child.stdin().take().expect("piped stdin");
     let stdout = child.stdout().take().expect("piped stdout");
     let stderr = child.stderr().take().expect("piped stderr");
@@ -230,20 +273,32 @@ async fn run_on(session: &Session, script: &str, cap: usize) -> Result<Vec<u8>, 
     let err = String::from_utf8_lossy(&err).trim().to_string();
     let status = match status {
         Ok(s) => s,
-        Err(e) => return Err(RunError::Session(format!("remote shell failed: {} {err}", error_chain(&e)))),
+        Err(e) => {
+            return Err(RunError::Session(format!(
+                "remote shell failed: {} {err}",
+                error_chain(&e)
+            )))
+        }
     };
     if let Err(e) = w {
-        return Err(RunError::Script(format!("cannot send the script: {e} {err}")));
+        return Err(RunError::Script(format!(
+            "cannot send the script: {e} {err}"
+        )));
     }
-    let (out, exceeded) = out.map_err(|e| RunError::Script(format!("reading remote output: {e}")))?;
+    let (out, exceeded) =
+        out.map_err(|e| RunError::Script(format!("reading remote output: {e}")))?;
     if exceeded {
-        return Err(RunError::Script(format!("the host script printed more than {cap} bytes")));
+        return Err(RunError::Script(format!(
+            "the host script printed more than {cap} bytes"
+        )));
     }
     match status.code() {
         Some(0) => Ok(out),
         // 255 is ssh's own failure (connection lost): the session is bad.
         Some(255) => Err(RunError::Session(format!("ssh failed: {err}"))),
-        _ => Err(RunError::Script(format!("remote sh exited with {status}: {err}"))),
+        _ => Err(RunError::Script(format!(
+            "remote sh exited with {status}: {err}"
+        ))),
     }
 }
 
