@@ -248,6 +248,15 @@ impl TestFleet {
             .map(Child::id)
     }
 
+    /// How many SSH logins the host's sshd has accepted so far (from its log), so tests can
+    /// assert that sessions are reused instead of reopened.
+    pub fn accepted_logins(&self, name: &str) -> usize {
+        let log = self.processes[self.index(name)].dir.join("sshd.log");
+        fs::read_to_string(log)
+            .map(|text| text.matches("Accepted publickey").count())
+            .unwrap_or(0)
+    }
+
     /// Writes `bytes` to `rel` (a relative path) on the host, creating directories, and returns
     /// the path the host sees it at (`mount_point/rel`).
     pub fn write_file(&self, host: &str, rel: &str, bytes: &[u8]) -> Result<PathBuf> {

@@ -2,7 +2,10 @@
 //!
 //! Nothing here is shipped; the integration tests under `tests/tests/` use it.
 
+pub mod daemon;
 pub mod fleet;
+pub mod http;
+pub mod prom;
 pub mod tools;
 
 pub use tools::require_tool;
