@@ -141,6 +141,23 @@ impl Collector {
         self.run_plan(authority, plan).await.pairs
     }
 
+    /// Runs `script` with `sh -s` on `host` over the collector's transport (its
+    /// pooled SSH session, or locally) and returns its stdout, at most `cap`
+    /// bytes; a non-zero exit is an error carrying stderr. The remediator's
+    /// script executor uses this, so that only this module opens SSH sessions.
+    pub async fn run_on_host(
+        &self,
+        authority: &Authority,
+        host: &Host,
+        script: &str,
+        cap: usize,
+    ) -> Result<Vec<u8>, String> {
+        match host.transport {
+            Transport::Local => transport::run_local(script, cap).await,
+            Transport::Ssh => self.pool.run(host, &authority.ssh, script, cap).await,
+        }
+    }
+
     /// Closes pooled sessions (clean shutdown).
     pub async fn shutdown(&self) {
         self.pool.close_all().await;
@@ -267,11 +284,7 @@ impl Collector {
                     path: e.path.clone().unwrap_or_default(),
                 },
             };
-            let cap = if matches!(probe, Probe::HashFile { .. }) {
-                script::SMALL_CAP
-            } else {
-                e.max_output
-            };
+            let cap = e.max_output;
             items.push(Item {
                 id: format!("{i}c"),
                 entity: e.name.clone(),
@@ -296,7 +309,7 @@ impl Collector {
         let text = script::build(&boundary, &items);
         let output_cap: usize = items
             .iter()
-            .map(|i| i.cap as usize + script::SMALL_CAP as usize + 256)
+            .map(|i| 2 * (i.cap as usize + 1024))
             .sum::<usize>()
             + 4096;
         let deadline = entities
@@ -323,8 +336,7 @@ impl Collector {
                 return (fail_all(host, entities, &e), Err(e));
             }
         };
-        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
-        let results = match script::parse(&boundary, &ids, &out) {
+        let results = match script::parse(&boundary, &items, &out) {
             Ok(r) => r,
             Err(e) => {
                 let e = e.to_string();
@@ -374,7 +386,7 @@ fn fail_all(host: &Host, entities: &[&Entity], error: &str) -> Vec<Observation> 
 }
 
 fn describe_failure(item: &Item, rc: i32, stderr: &[u8]) -> String {
-    if rc == 137 {
+    if rc == script::RC_TIMEOUT {
         return format!("timed out after {}", crate::duration::format(item.timeout));
     }
     let stderr = String::from_utf8_lossy(stderr);
@@ -390,15 +402,14 @@ fn describe_failure(item: &Item, rc: i32, stderr: &[u8]) -> String {
 fn content_of(item: &Item, result: &ItemResult) -> Result<Option<String>, String> {
     match result {
         ItemResult::Missing => Ok(None),
-        ItemResult::Ran { rc: 0, stdout, .. } => match &item.probe {
-            Probe::HashFile { .. } => script::md5_from_tool_output(stdout)
-                .map(Some)
-                .ok_or_else(|| "the hashing tool printed no MD5".to_string()),
-            Probe::Output { .. } if stdout.len() as u64 > item.cap => {
-                Err(format!("output exceeds max_output ({} bytes)", item.cap))
-            }
-            Probe::Output { .. } => Ok(Some(md5_hex(stdout))),
-        },
+        ItemResult::Hashed(md5) => Ok(Some(md5.clone())),
+        ItemResult::Failed(e) => Err(e.clone()),
+        ItemResult::Ran { rc, stdout, .. }
+            if *rc == script::RC_TOO_LARGE || stdout.len() as u64 > item.cap =>
+        {
+            Err(format!("output exceeds max_output ({} bytes)", item.cap))
+        }
+        ItemResult::Ran { rc: 0, stdout, .. } => Ok(Some(md5_hex(stdout))),
         ItemResult::Ran { rc, stderr, .. } => Err(describe_failure(item, *rc, stderr)),
     }
 }
@@ -409,7 +420,8 @@ fn version_of(item: &Item, result: &ItemResult) -> Result<String, String> {
             Ok(String::from_utf8_lossy(stdout).trim().to_string())
         }
         ItemResult::Ran { rc, stderr, .. } => Err(describe_failure(item, *rc, stderr)),
-        ItemResult::Missing => Err("no version reported".to_string()),
+        ItemResult::Failed(e) => Err(e.clone()),
+        ItemResult::Missing | ItemResult::Hashed(_) => Err("no version reported".to_string()),
     }
 }
 

@@ -1,17 +1,20 @@
 //! The batched POSIX sh script that checks all of one host's entities in one
 //! session, and the parser for its framed output.
 //!
-//! Every check runs in the background with its own timeout, its stdout and
-//! stderr going to private files. Once all are done the script prints, per
-//! item, a header line `BOUNDARY ID STATUS RC OUT_LEN ERR_LEN` followed by
-//! exactly that many bytes. The boundary is random per run and the payload is
-//! length-delimited, so nothing a collect script prints can forge or shift
-//! another item's result.
+//! Files are hashed by one `md5sum` run over all of the host's files; every
+//! script (collect or version) runs in the background with its own timeout and
+//! its own capped output files. Once all are done the script prints, behind a
+//! random per-run boundary, an index of results, the byte sizes of the output
+//! files (one `wc -c`) and then the files themselves (one `cat`). Only
+//! builtins and those two programs write outside the payload, and the payload
+//! is length-delimited, so nothing a collect script prints can forge or shift
+//! another item's result. The whole framing costs two process starts per host.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-/// Cap on captured stderr and on a version script's stdout.
+/// Cap on a version script's stdout and on captured stderr.
 pub const SMALL_CAP: u64 = 4096;
 
 /// One thing to run on the host.
@@ -27,7 +30,8 @@ pub enum Probe {
     },
 }
 
-/// A probe with its identity and limits.
+/// A probe with its identity and limits. Ids are short tokens of
+/// `[0-9a-z]` chosen by the caller, unique within one run.
 #[derive(Clone, Debug)]
 pub struct Item {
     pub id: String,
@@ -41,13 +45,23 @@ pub struct Item {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ItemResult {
     Missing,
-    /// The item ran; `rc` is its exit status (137 when killed by the timeout).
+    /// A file's MD5 as printed by the hashing tool, lowercase hex.
+    Hashed(String),
+    /// A script ran; `rc` is its exit status (137 when killed by the timeout,
+    /// 153 when it wrote past its output cap).
     Ran {
         rc: i32,
         stdout: Vec<u8>,
         stderr: Vec<u8>,
     },
+    /// A file could not be hashed.
+    Failed(String),
 }
+
+/// Exit status of a check killed by `timeout -s KILL`.
+pub const RC_TIMEOUT: i32 = 137;
+/// Exit status of a check killed for writing past its file size limit.
+pub const RC_TOO_LARGE: i32 = 153;
 
 /// Quotes `s` for POSIX sh: the result is one word with no expansion.
 pub fn sh_quote(s: &str) -> String {
@@ -64,7 +78,7 @@ pub fn sh_quote(s: &str) -> String {
     out
 }
 
-/// A fresh random boundary: 32 hex digits.
+/// A fresh random boundary.
 pub fn new_boundary() -> String {
     format!("fleetcheck-{:032x}", rand::random::<u128>())
 }
@@ -74,71 +88,135 @@ fc_t=$(mktemp -d 2>/dev/null) || { fc_t=/tmp/fleetcheck.$$; mkdir "$fc_t" || exi
 trap 'rm -rf "$fc_t"' EXIT
 trap 'exit 143' HUP INT TERM
 if command -v timeout >/dev/null 2>&1; then fc_to=1; else fc_to=; fi
-fc_run() { # fc_run SECONDS SCRIPT: run SCRIPT with sh, killed with its children after SECONDS
+fc_run() { # fc_run SECONDS SCRIPT: SCRIPT in sh, killed with its children after SECONDS
   if [ -n "$fc_to" ]; then timeout -s KILL "$1" sh -c "$2"; else sh -c "$2"; fi
 }
-fc_hash='if command -v md5sum >/dev/null 2>&1; then md5sum <"$FLEETCHECK_PATH"
-elif command -v md5 >/dev/null 2>&1; then md5 -q <"$FLEETCHECK_PATH"
-elif command -v openssl >/dev/null 2>&1; then openssl md5 -r <"$FLEETCHECK_PATH"
-else echo "no md5sum, md5 or openssl on the host" >&2; exit 127; fi'
-fc_emit() { # fc_emit ID STATUS
-  head -c 4096 "$fc_t/$1.e" >"$fc_t/$1.E" 2>/dev/null || : >"$fc_t/$1.E"
-  [ -f "$fc_t/$1.o" ] || : >"$fc_t/$1.o"
-  printf '%s %s %s %s %s %s\n' "$fc_b" "$1" "$2" "$(cat "$fc_t/$1.rc" 2>/dev/null || echo 255)" \
-    $(wc -c <"$fc_t/$1.o") $(wc -c <"$fc_t/$1.E")
-  cat "$fc_t/$1.o" "$fc_t/$1.E"
+fc_hash() { # fc_hash SECONDS FILE...: "MD5  FILE" lines
+  fc_s=$1; shift
+  if command -v md5sum >/dev/null 2>&1; then
+    if [ -n "$fc_to" ]; then timeout -s KILL "$fc_s" md5sum -- "$@"; else md5sum -- "$@"; fi
+  else
+    fc_rc=0
+    for fc_f in "$@"; do
+      if command -v md5 >/dev/null 2>&1; then fc_h=$(md5 -q <"$fc_f") || { fc_rc=1; continue; }
+      elif command -v openssl >/dev/null 2>&1; then fc_h=$(openssl md5 -r <"$fc_f") || { fc_rc=1; continue; }
+      else echo "no md5sum, md5 or openssl on the host" >&2; return 127; fi
+      printf '%s  %s\n' "${fc_h%% *}" "$fc_f"
+    done
+    return $fc_rc
+  fi
 }
+fc_rc() { if [ -f "$fc_t/$1.rc" ]; then read fc_r <"$fc_t/$1.rc"; else fc_r=255; fi; }
 "#;
 
-/// Builds the script for `items`. It reads nothing from stdin after itself:
-/// every check gets `/dev/null` as stdin, so none can swallow the script.
+/// True when `md5sum` prints `path` verbatim (it escapes backslashes and
+/// line breaks); other paths are hashed one by one through stdin.
+fn plain_path(path: &str) -> bool {
+    !path.contains(['\\', '\n', '\r'])
+}
+
+/// Builds the script for `items`. Nothing reads the script's stdin but the
+/// shell: every check gets `/dev/null`, so none can swallow the script.
 pub fn build(boundary: &str, items: &[Item]) -> String {
     let mut s = String::with_capacity(2048 + items.len() * 256);
     let _ = writeln!(s, "fc_b={}", sh_quote(boundary));
     s.push_str(PRELUDE);
+    let mut files: Vec<String> = Vec::new();
     for item in items {
         let id = &item.id;
-        let secs = item.timeout.as_secs().max(1);
-        let (path, script) = match &item.probe {
-            Probe::HashFile { path } => (Some(path.as_str()), None),
-            Probe::Output { script, path } => (path.as_deref(), Some(script.as_str())),
+        let _ = writeln!(s, ": >\"$fc_t/{id}.o\"; : >\"$fc_t/{id}.e\"");
+        files.push(format!("{id}.o"));
+        files.push(format!("{id}.e"));
+    }
+    s.push_str(": >\"$fc_t/h.o\"; : >\"$fc_t/h.e\"\nset --\n");
+    files.push("h.o".into());
+    files.push("h.e".into());
+
+    // Files: existence is tested with a builtin, then one hashing run.
+    let mut hash_timeout = Duration::ZERO;
+    for item in items {
+        if let Probe::HashFile { path } = &item.probe {
+            let (id, q) = (&item.id, sh_quote(path));
+            if plain_path(path) {
+                let _ = writeln!(
+                    s,
+                    "if [ -e {q} ]; then set -- \"$@\" {q}; else : >\"$fc_t/{id}.m\"; fi"
+                );
+                hash_timeout = hash_timeout.max(item.timeout);
+            } else {
+                // Hashed alone through stdin so its name never has to be parsed.
+                let script = format!("md5sum <{q} || openssl md5 -r <{q} || md5 -q <{q}");
+                let _ = writeln!(
+                    s,
+                    "if [ -e {q} ]; then ( fc_run {secs} {script} </dev/null >\"$fc_t/{id}.o\" 2>\"$fc_t/{id}.e\"; echo $? >\"$fc_t/{id}.rc\" ) & else : >\"$fc_t/{id}.m\"; fi",
+                    secs = item.timeout.as_secs().max(1),
+                    script = sh_quote(&script),
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "if [ $# -gt 0 ]; then ( fc_hash {} \"$@\" </dev/null >\"$fc_t/h.o\" 2>\"$fc_t/h.e\"; echo $? >\"$fc_t/h.rc\" ) & fi",
+        hash_timeout.as_secs().max(1)
+    );
+
+    // Scripts: each in the background, output capped by the file size limit
+    // (512-byte blocks), so a runaway script is stopped instead of filling a disk.
+    for item in items {
+        let Probe::Output { script, path } = &item.probe else {
+            continue;
         };
+        let id = &item.id;
         let _ = writeln!(
             s,
             "FLEETCHECK_ENTITY={} FLEETCHECK_PATH={}; export FLEETCHECK_ENTITY FLEETCHECK_PATH",
             sh_quote(&item.entity),
-            sh_quote(path.unwrap_or(""))
+            sh_quote(path.as_deref().unwrap_or(""))
         );
-        if path.is_some() {
-            let _ = writeln!(
-                s,
-                "if [ ! -e \"$FLEETCHECK_PATH\" ]; then echo missing >\"$fc_t/{id}.st\"; else"
-            );
-        }
-        let body = match script {
-            None => "\"$fc_hash\"".to_string(),
-            Some(script) => sh_quote(script),
-        };
-        // The subshell records the check's own exit status; `head` caps what
-        // is kept (one byte over the cap tells the parser it was exceeded).
-        let _ = writeln!(
-            s,
-            "{{ {{ fc_run {secs} {body} </dev/null 2>\"$fc_t/{id}.e\"; echo $? >\"$fc_t/{id}.rc\"; }} | head -c {cap} >\"$fc_t/{id}.o\"; }} &",
-            cap = item.cap + 1
+        let job = format!(
+            "( ulimit -f {blocks} 2>/dev/null; fc_run {secs} {script} </dev/null >\"$fc_t/{id}.o\" 2>\"$fc_t/{id}.e\"; echo $? >\"$fc_t/{id}.rc\" ) &",
+            blocks = item.cap / 512 + 2,
+            secs = item.timeout.as_secs().max(1),
+            script = sh_quote(script),
         );
-        if path.is_some() {
-            s.push_str("fi\n");
+        match path {
+            Some(p) => {
+                let _ = writeln!(
+                    s,
+                    "if [ -e {} ]; then {job} else : >\"$fc_t/{id}.m\"; fi",
+                    sh_quote(p)
+                );
+            }
+            None => {
+                let _ = writeln!(s, "{job}");
+            }
         }
     }
-    s.push_str("wait\n");
+    s.push_str("wait\nprintf '%s index\\n' \"$fc_b\"\n");
     for item in items {
         let id = &item.id;
+        let batched = matches!(&item.probe, Probe::HashFile { path } if plain_path(path));
+        let present = if batched {
+            format!("printf '%s {id} hashed\\n' \"$fc_b\"")
+        } else {
+            format!("fc_rc {id}; printf '%s {id} ran %s\\n' \"$fc_b\" \"$fc_r\"")
+        };
         let _ = writeln!(
             s,
-            "if [ -f \"$fc_t/{id}.st\" ]; then echo 0 >\"$fc_t/{id}.rc\"; fc_emit {id} missing; else fc_emit {id} ran; fi"
+            "if [ -f \"$fc_t/{id}.m\" ]; then printf '%s {id} missing\\n' \"$fc_b\"; else {present}; fi"
         );
     }
-    s.push_str("printf '%s end\\n' \"$fc_b\"\n");
+    let list = files.join(" ");
+    let _ = writeln!(s, "fc_rc h; printf '%s h %s\\n' \"$fc_b\" \"$fc_r\"");
+    let _ = writeln!(
+        s,
+        "printf '%s sizes\\n' \"$fc_b\"\ncd \"$fc_t\" && wc -c -- {list}"
+    );
+    let _ = writeln!(
+        s,
+        "printf '%s data\\n' \"$fc_b\"\ncat -- {list}\nprintf '%s end\\n' \"$fc_b\""
+    );
     s
 }
 
@@ -151,67 +229,195 @@ pub enum FrameError {
     Truncated,
 }
 
-/// Parses the framed output of [`build`]. Results are returned in the order
-/// of `ids`; an item the host never reported is an error for the whole run.
-pub fn parse(boundary: &str, ids: &[String], out: &[u8]) -> Result<Vec<ItemResult>, FrameError> {
-    let mut results: Vec<Option<ItemResult>> = vec![None; ids.len()];
-    let mut pos = 0;
-    let malformed = |offset: usize, reason: &str| FrameError::Malformed {
+struct Reader<'a> {
+    out: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn line(&mut self) -> Result<(usize, &'a str), FrameError> {
+        let start = self.pos;
+        let nl = self.out[start..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or(FrameError::Truncated)?;
+        self.pos = start + nl + 1;
+        let line = std::str::from_utf8(&self.out[start..start + nl]).map_err(|_| {
+            FrameError::Malformed {
+                offset: start,
+                reason: "line is not UTF-8".into(),
+            }
+        })?;
+        Ok((start, line))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        if self.out.len() < self.pos + n {
+            return Err(FrameError::Truncated);
+        }
+        let s = &self.out[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+}
+
+fn malformed(offset: usize, reason: &str) -> FrameError {
+    FrameError::Malformed {
         offset,
         reason: reason.to_string(),
-    };
-    loop {
-        let Some(nl) = out[pos..].iter().position(|b| *b == b'\n') else {
-            return Err(FrameError::Truncated);
-        };
-        let line = std::str::from_utf8(&out[pos..pos + nl])
-            .map_err(|_| malformed(pos, "header is not UTF-8"))?;
-        let fields: Vec<&str> = line.split(' ').collect();
-        if fields.first() != Some(&boundary) {
-            return Err(malformed(pos, "expected a header line"));
+    }
+}
+
+/// Parses the framed output of [`build`] for `items`; results come in the
+/// order of `items`.
+pub fn parse(boundary: &str, items: &[Item], out: &[u8]) -> Result<Vec<ItemResult>, FrameError> {
+    let mut r = Reader { out, pos: 0 };
+    let marker = |r: &mut Reader<'_>, word: &str| -> Result<(), FrameError> {
+        let (at, line) = r.line()?;
+        if line
+            .strip_prefix(boundary)
+            .and_then(|l| l.strip_prefix(' '))
+            == Some(word)
+        {
+            Ok(())
+        } else {
+            Err(malformed(at, &format!("expected the {word} marker")))
         }
-        let header_start = pos;
-        pos += nl + 1;
-        if fields.len() == 2 && fields[1] == "end" {
+    };
+    // Anything before the index (a noisy login banner, say) is skipped, but
+    // only up to the first line that carries the boundary.
+    loop {
+        let (at, line) = r.line()?;
+        if line == format!("{boundary} index") {
             break;
         }
-        let [_, id, status, rc, olen, elen] = fields.as_slice() else {
-            return Err(malformed(
-                header_start,
-                "header has the wrong number of fields",
-            ));
-        };
-        let index = ids
-            .iter()
-            .position(|i| i == id)
-            .ok_or_else(|| malformed(header_start, "unknown item id"))?;
-        if results[index].is_some() {
-            return Err(malformed(header_start, "item reported twice"));
+        if line.contains(boundary) {
+            return Err(malformed(at, "expected the index marker"));
         }
-        let num = |s: &str| {
-            s.parse::<usize>()
-                .map_err(|_| malformed(header_start, "bad length"))
-        };
-        let (olen, elen) = (num(olen)?, num(elen)?);
-        let rc: i32 = rc
-            .parse()
-            .map_err(|_| malformed(header_start, "bad exit status"))?;
-        if out.len() < pos + olen + elen {
-            return Err(FrameError::Truncated);
-        }
-        let stdout = out[pos..pos + olen].to_vec();
-        let stderr = out[pos + olen..pos + olen + elen].to_vec();
-        pos += olen + elen;
-        results[index] = Some(match *status {
-            "missing" => ItemResult::Missing,
-            "ran" => ItemResult::Ran { rc, stdout, stderr },
-            _ => return Err(malformed(header_start, "unknown status")),
-        });
     }
-    results
-        .into_iter()
-        .map(|r| r.ok_or(FrameError::Truncated))
+    let mut status: BTreeMap<&str, (&str, i32)> = BTreeMap::new();
+    let mut hash_rc = 255;
+    loop {
+        let (at, line) = r.line()?;
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields.first() != Some(&boundary) {
+            return Err(malformed(at, "expected an index line"));
+        }
+        match fields.as_slice() {
+            [_, "sizes"] => break,
+            [_, "h", rc] => hash_rc = rc.parse().map_err(|_| malformed(at, "bad exit status"))?,
+            [_, id, "missing"] => {
+                status.insert(id, ("missing", 0));
+            }
+            [_, id, "hashed"] => {
+                status.insert(id, ("hashed", 0));
+            }
+            [_, id, "ran", rc] => {
+                let rc = rc.parse().map_err(|_| malformed(at, "bad exit status"))?;
+                status.insert(id, ("ran", rc));
+            }
+            _ => return Err(malformed(at, "unknown index line")),
+        }
+    }
+    let mut sizes: Vec<(&str, usize)> = Vec::new();
+    loop {
+        let (at, line) = r.line()?;
+        if line == format!("{boundary} data") {
+            break;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(n), Some(name), None) = (words.next(), words.next(), words.next()) else {
+            return Err(malformed(at, "expected a size line"));
+        };
+        if name == "total" {
+            continue;
+        }
+        sizes.push((name, n.parse().map_err(|_| malformed(at, "bad size"))?));
+    }
+    let mut files: BTreeMap<&str, &[u8]> = BTreeMap::new();
+    for (name, n) in &sizes {
+        files.insert(name, r.take(*n)?);
+    }
+    marker(&mut r, "end")?;
+
+    let file = |name: String| files.get(name.as_str()).copied().unwrap_or_default();
+    let hashes = hash_lines(file("h.o".into()));
+    let hash_errors = String::from_utf8_lossy(file("h.e".into())).into_owned();
+    items
+        .iter()
+        .map(|item| {
+            let id = item.id.as_str();
+            let Some((kind, rc)) = status.get(id) else {
+                return Err(FrameError::Truncated);
+            };
+            Ok(match (*kind, &item.probe) {
+                ("missing", _) => ItemResult::Missing,
+                ("hashed", Probe::HashFile { path }) => match hashes.get(path.as_str()) {
+                    Some(md5) => ItemResult::Hashed(md5.clone()),
+                    None => {
+                        ItemResult::Failed(hash_failure(path, hash_rc, &hash_errors, item.timeout))
+                    }
+                },
+                ("ran", Probe::HashFile { path }) => {
+                    match md5_from_tool_output(file(format!("{id}.o"))) {
+                        Some(md5) if *rc == 0 => ItemResult::Hashed(md5),
+                        _ => ItemResult::Failed(hash_failure(
+                            path,
+                            *rc,
+                            &String::from_utf8_lossy(file(format!("{id}.e"))),
+                            item.timeout,
+                        )),
+                    }
+                }
+                ("ran", Probe::Output { .. }) => ItemResult::Ran {
+                    rc: *rc,
+                    stdout: file(format!("{id}.o")).to_vec(),
+                    stderr: file(format!("{id}.e"))
+                        .iter()
+                        .copied()
+                        .take(SMALL_CAP as usize)
+                        .collect(),
+                },
+                _ => {
+                    return Err(malformed(
+                        0,
+                        &format!("item {id} has a result of the wrong kind"),
+                    ))
+                }
+            })
+        })
         .collect()
+}
+
+/// `MD5  PATH` lines (md5sum's format, `*` marking binary mode) by path.
+fn hash_lines(out: &[u8]) -> BTreeMap<String, String> {
+    let text = String::from_utf8_lossy(out);
+    text.lines()
+        .filter_map(|l| {
+            let (md5, rest) = l.split_at_checked(32)?;
+            let path = rest
+                .strip_prefix("  ")
+                .or_else(|| rest.strip_prefix(" *"))?;
+            md5.bytes()
+                .all(|b| b.is_ascii_hexdigit())
+                .then(|| (path.to_string(), md5.to_ascii_lowercase()))
+        })
+        .collect()
+}
+
+fn hash_failure(path: &str, rc: i32, stderr: &str, timeout: Duration) -> String {
+    if rc == RC_TIMEOUT {
+        return format!(
+            "hashing timed out after {}",
+            crate::duration::format(timeout)
+        );
+    }
+    let relevant: Vec<&str> = stderr.lines().filter(|l| l.contains(path)).collect();
+    match (relevant.is_empty(), stderr.trim().is_empty()) {
+        (false, _) => relevant.join("; "),
+        (true, false) => stderr.trim().to_string(),
+        (true, true) => format!("hashing failed with status {rc}"),
+    }
 }
 
 /// The first 32-hex-digit word of a hashing tool's output, lowercased.
@@ -261,6 +467,12 @@ mod tests {
         }
     }
 
+    fn run(items: &[Item]) -> Vec<ItemResult> {
+        let b = new_boundary();
+        let out = run_sh(&build(&b, items));
+        parse(&b, items, &out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
+    }
+
     #[test]
     fn quoting_survives_metacharacters() {
         let nasty = "a'b\"c$(touch /tmp/x)`d`;e\\f\ng";
@@ -269,31 +481,41 @@ mod tests {
     }
 
     #[test]
-    fn forged_headers_in_output_cannot_shift_results() {
+    fn forged_frames_in_output_cannot_shift_results() {
+        // A collect script that knows the framing (even the boundary) and prints a
+        // whole fake index, sizes and data section.
         let boundary = new_boundary();
-        // The first check prints something shaped like a header for item 1,
-        // even with the real boundary (as if it had guessed it).
-        let forged = format!("printf '%s 1 ran 0 3 0\\nabc\\n' {}", sh_quote(&boundary));
-        let items = vec![item("0", output(&forged)), item("1", output("printf real"))];
-        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        let fake = format!(
+            "{b} index\n{b} 1 ran 0\n{b} h 0\n{b} sizes\n3 1.o\n{b} data\nabc{b} end\n",
+            b = boundary
+        );
+        let items = vec![
+            item("0", output(&format!("printf %s {}", sh_quote(&fake)))),
+            item("1", output("printf real")),
+        ];
         let out = run_sh(&build(&boundary, &items));
-        let results = parse(&boundary, &ids, &out).unwrap();
-        match &results[1] {
-            ItemResult::Ran { stdout, rc: 0, .. } => assert_eq!(stdout, b"real"),
-            other => panic!("item 1 was forged: {other:?}"),
-        }
-        match &results[0] {
-            ItemResult::Ran { stdout, .. } => assert!(stdout.starts_with(boundary.as_bytes())),
-            other => panic!("{other:?}"),
-        }
+        let results = parse(&boundary, &items, &out).unwrap();
+        assert_eq!(
+            results[1],
+            ItemResult::Ran {
+                rc: 0,
+                stdout: b"real".to_vec(),
+                stderr: vec![]
+            }
+        );
+        assert_eq!(
+            results[0],
+            ItemResult::Ran {
+                rc: 0,
+                stdout: fake.into_bytes(),
+                stderr: vec![]
+            }
+        );
     }
 
     #[test]
     fn a_check_reading_stdin_cannot_swallow_the_script() {
-        let items = vec![item("0", output("cat")), item("1", output("printf after"))];
-        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
-        let b = new_boundary();
-        let results = parse(&b, &ids, &run_sh(&build(&b, &items))).unwrap();
+        let results = run(&[item("0", output("cat")), item("1", output("printf after"))]);
         assert_eq!(
             results[0],
             ItemResult::Ran {
@@ -302,50 +524,67 @@ mod tests {
                 stderr: vec![]
             }
         );
-        assert!(matches!(&results[1], ItemResult::Ran { stdout, .. } if stdout == b"after"));
+        assert_eq!(
+            results[1],
+            ItemResult::Ran {
+                rc: 0,
+                stdout: b"after".to_vec(),
+                stderr: vec![]
+            }
+        );
     }
 
     #[test]
-    fn missing_files_exit_codes_caps_and_timeouts() {
+    fn files_missing_files_odd_names_exit_codes_caps_and_timeouts() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f");
         std::fs::write(&file, b"hello\n").unwrap();
+        let odd = dir.path().join("we\\ird\nname 'q'");
+        std::fs::write(&odd, b"hello\n").unwrap();
         let mut slow = item("3", output("sleep 30; echo late"));
         slow.timeout = Duration::from_secs(1);
+        let path = |p: &std::path::Path| p.display().to_string();
         let items = vec![
-            item(
-                "0",
-                Probe::HashFile {
-                    path: file.display().to_string(),
-                },
-            ),
+            item("0", Probe::HashFile { path: path(&file) }),
             item(
                 "1",
                 Probe::HashFile {
-                    path: dir.path().join("nope").display().to_string(),
+                    path: path(&dir.path().join("nope")),
                 },
             ),
             item("2", output("echo oops >&2; exit 3")),
             slow,
-            item("4", output("yes | head -c 1000")),
+            item("4", output("yes | head -c 100000")),
+            item("5", Probe::HashFile { path: path(&odd) }),
+            item(
+                "6",
+                Probe::Output {
+                    script: "cat \"$FLEETCHECK_PATH\"".into(),
+                    path: Some(path(&file)),
+                },
+            ),
+            item(
+                "7",
+                Probe::Output {
+                    script: "echo never".into(),
+                    path: Some(path(&dir.path().join("nope"))),
+                },
+            ),
+            item(
+                "8",
+                Probe::HashFile {
+                    path: path(dir.path()),
+                },
+            ),
         ];
-        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
-        let b = new_boundary();
         let started = std::time::Instant::now();
-        let results = parse(&b, &ids, &run_sh(&build(&b, &items))).unwrap();
+        let results = run(&items);
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the timeout did not fire"
         );
-        match &results[0] {
-            ItemResult::Ran { rc: 0, stdout, .. } => {
-                assert_eq!(
-                    md5_from_tool_output(stdout).unwrap(),
-                    "b1946ac92492d2347c6235b4d2611184"
-                )
-            }
-            other => panic!("{other:?}"),
-        }
+        let hello = "b1946ac92492d2347c6235b4d2611184".to_string();
+        assert_eq!(results[0], ItemResult::Hashed(hello.clone()));
         assert_eq!(results[1], ItemResult::Missing);
         assert_eq!(
             results[2],
@@ -356,46 +595,56 @@ mod tests {
             }
         );
         assert!(
-            matches!(&results[3], ItemResult::Ran { rc: 137, .. }),
+            matches!(&results[3], ItemResult::Ran { rc: RC_TIMEOUT, .. }),
             "{:?}",
             results[3]
         );
-        // Capped at 64 bytes plus the one that shows the cap was exceeded.
-        assert!(matches!(&results[4], ItemResult::Ran { stdout, .. } if stdout.len() == 65));
+        // Stopped by the file size limit, past the 64-byte cap.
+        assert!(
+            matches!(&results[4], ItemResult::Ran { stdout, .. } if stdout.len() > 64 && stdout.len() < 100_000),
+            "{:?}",
+            results[4]
+        );
+        assert_eq!(results[5], ItemResult::Hashed(hello.clone()));
+        assert_eq!(
+            results[6],
+            ItemResult::Ran {
+                rc: 0,
+                stdout: b"hello\n".to_vec(),
+                stderr: vec![]
+            }
+        );
+        assert_eq!(results[7], ItemResult::Missing);
+        assert!(
+            matches!(&results[8], ItemResult::Failed(e) if e.contains("Is a directory")),
+            "{:?}",
+            results[8]
+        );
     }
 
     #[test]
     fn parser_rejects_truncated_and_foreign_output() {
-        let ids = vec!["0".to_string()];
+        let items = vec![item("0", output("true"))];
         let b = "B";
+        let ok = b"banner\nB index\nB 0 ran 2\nB h 255\nB sizes\n 2 0.o\n 1 0.e\n 3 total\nB data\nhiXB end\n";
         assert_eq!(
-            parse(b, &ids, b"B 0 ran 0 5 0\nab"),
-            Err(FrameError::Truncated)
-        );
-        assert!(matches!(
-            parse(b, &ids, b"hello\n"),
-            Err(FrameError::Malformed { .. })
-        ));
-        assert!(matches!(
-            parse(b, &ids, b"B 9 ran 0 0 0\nB end\n"),
-            Err(FrameError::Malformed { .. })
-        ));
-        assert_eq!(parse(b, &ids, b"B end\n"), Err(FrameError::Truncated));
-        assert_eq!(
-            parse(b, &ids, b"B 0 ran 0 2 1\nhiX B end\nB end\n").unwrap_err(),
-            FrameError::Malformed {
-                offset: 17,
-                reason: "expected a header line".into()
-            }
-        );
-        let ok = parse(b, &ids, b"B 0 ran 2 2 1\nhiXB end\n").unwrap();
-        assert_eq!(
-            ok,
+            parse(b, &items, ok).unwrap(),
             vec![ItemResult::Ran {
                 rc: 2,
                 stdout: b"hi".to_vec(),
                 stderr: b"X".to_vec()
             }]
         );
+        for cut in [10, 20, 40, ok.len() - 3] {
+            assert!(parse(b, &items, &ok[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(matches!(
+            parse(b, &items, b"B junk\n"),
+            Err(FrameError::Malformed { .. })
+        ));
+        let unreported = b"B index\nB h 0\nB sizes\nB data\nB end\n";
+        assert_eq!(parse(b, &items, unreported), Err(FrameError::Truncated));
+        let short = b"B index\nB 0 ran 0\nB sizes\n 5 0.o\nB data\nabB end\n";
+        assert!(parse(b, &items, short).is_err());
     }
 }
