@@ -3,6 +3,7 @@
 //! Nothing here is shipped; the integration tests under `tests/tests/` use it.
 
 pub mod daemon;
+pub mod deploy_double;
 pub mod fleet;
 pub mod http;
 pub mod prom;
