@@ -25,7 +25,8 @@ impl Daemon {
 
     /// Starts a prepared command with stdout and stderr going to `log`.
     pub fn start_with(cmd: &mut Command, log: &Path) -> Result<Daemon> {
-        let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let name = cmd.get_program().to_string_lossy().into_owned();
         let child = cmd
@@ -34,7 +35,11 @@ impl Daemon {
             .stderr(Stdio::from(err))
             .spawn()
             .with_context(|| format!("starting {cmd:?}"))?;
-        Ok(Daemon { name, child: Some(child), log: log.to_path_buf() })
+        Ok(Daemon {
+            name,
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -55,11 +60,23 @@ impl Daemon {
                     return Ok(());
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("{} exited with {status} before {url} was ready; log:\n{}", self.name, self.log());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "{} exited with {status} before {url} was ready; log:\n{}",
+                    self.name,
+                    self.log()
+                );
             }
             if Instant::now() > deadline {
-                bail!("{url} not ready within {timeout:?}; {} log:\n{}", self.name, self.log());
+                bail!(
+                    "{url} not ready within {timeout:?}; {} log:\n{}",
+                    self.name,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -67,7 +84,9 @@ impl Daemon {
 
     /// Sends `signal` (e.g. "TERM", "HUP", "KILL") to the daemon.
     pub fn signal(&self, signal: &str) {
-        let _ = Command::new("kill").args([&format!("-{signal}"), &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status();
     }
 
     /// Waits for the daemon to exit and returns its exit code.
@@ -80,7 +99,11 @@ impl Daemon {
                 return Ok(status.code());
             }
             if Instant::now() > deadline {
-                bail!("{} did not exit within {timeout:?}; log:\n{}", self.name, self.log());
+                bail!(
+                    "{} did not exit within {timeout:?}; log:\n{}",
+                    self.name,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -94,7 +117,12 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
         if std::thread::panicking() {
-            eprintln!("---- log of {} ({}) ----\n{}", self.name, self.log.display(), self.log());
+            eprintln!(
+                "---- log of {} ({}) ----\n{}",
+                self.name,
+                self.log.display(),
+                self.log()
+            );
         }
     }
 }

@@ -33,7 +33,11 @@ pub fn parse(text: &str) -> Vec<Sample> {
             "-Inf" => f64::NEG_INFINITY,
             v => v.parse().expect("numeric sample value"),
         };
-        out.push(Sample { name, labels, value });
+        out.push(Sample {
+            name,
+            labels,
+            value,
+        });
     }
     out
 }
@@ -69,7 +73,12 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
 pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples
         .iter()
-        .find(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .find(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|s| s.value)
 }
 
@@ -80,14 +89,21 @@ pub fn family<'a>(samples: &'a [Sample], name: &str) -> Vec<&'a Sample> {
 
 /// Runs `promtool check metrics` on `text`; fails with promtool's output.
 pub fn promtool_check_metrics(text: &str) -> Result<()> {
-    let promtool = require_tool("promtool", "install it with `apt-get install prometheus` (scripts/test does this)");
+    let promtool = require_tool(
+        "promtool",
+        "install it with `apt-get install prometheus` (scripts/test does this)",
+    );
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    child.stdin.take().expect("stdin").write_all(text.as_bytes())?;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
