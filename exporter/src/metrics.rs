@@ -224,3 +224,134 @@ fn finish(r: &Registry) -> Vec<u8> {
         .expect("text encoding cannot fail");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
+
+    use fleetcheck_core::collect::HostReport;
+    use fleetcheck_core::{PairStatus, Snapshot, State};
+
+    use super::*;
+
+    const AUTHORITY: &str = r#"
+hosts:
+  - { name: web-01, transport: local }
+  - { name: web-02, transport: local }
+entities:
+  - { name: agent, type: file, path: /opt/agent, md5: 9e107d9d372bb6826bd81d3542a419d6, version: "1.2", entity_set: [web-01, web-02], labels: { team: paas } }
+  - { name: irq, type: command, collect_script: "cat /proc/irq/*/smp_affinity", md5: 3b5d5c3712955042212316173ccf37be, entity_set: [web-01, web-02], labels: { class: kernel } }
+"#;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn pair(entity: &str, host: &str, state: State) -> PairStatus {
+        PairStatus {
+            entity: entity.into(),
+            host: host.into(),
+            state,
+            expected_md5: String::new(),
+            observed_md5: None,
+            expected_version: None,
+            observed_version: None,
+            error: None,
+            checked_at: at(1_700_000_010),
+        }
+    }
+
+    /// The whole exposition for a fixed authority and snapshot, against
+    /// `testdata/golden.prom` (`UPDATE_GOLDEN=1` rewrites it after a deliberate change).
+    #[test]
+    fn golden_exposition() {
+        let authority =
+            Authority::parse(AUTHORITY, Path::new("/etc/fleetcheck/authority.yaml")).unwrap();
+        let snapshot = Snapshot {
+            started: at(1_700_000_000),
+            duration: Duration::from_millis(1500),
+            pairs: vec![
+                pair("agent", "web-01", State::Consistent),
+                pair("agent", "web-02", State::VersionMismatch),
+                pair("irq", "web-01", State::Drifted),
+                pair("irq", "web-02", State::CheckFailed),
+                // A pair of an entity no longer in the authority is not exported.
+                pair("removed", "web-01", State::Consistent),
+            ],
+            hosts: vec![
+                HostReport {
+                    name: "web-01".into(),
+                    up: true,
+                    duration: Duration::from_millis(250),
+                    error: None,
+                },
+                HostReport {
+                    name: "web-02".into(),
+                    up: false,
+                    duration: Duration::from_secs(5),
+                    error: Some("x".into()),
+                },
+                HostReport {
+                    name: "gone".into(),
+                    up: true,
+                    duration: Duration::from_secs(1),
+                    error: None,
+                },
+            ],
+        };
+        let reload = ReloadStatus {
+            successful: false,
+            success_time: at(1_699_999_000),
+        };
+        let text = String::from_utf8(encode(&Exposition {
+            authority: &authority,
+            snapshot: Some(&snapshot),
+            reload,
+            pair_series: true,
+        }))
+        .unwrap()
+        .replace(REVISION, "REVISION")
+        .replace(VERSION, "VERSION");
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden.prom");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &text).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden)
+            .expect("testdata/golden.prom (UPDATE_GOLDEN=1 creates it)");
+        assert_eq!(
+            text, want,
+            "the exposition changed; if deliberate, rerun with UPDATE_GOLDEN=1"
+        );
+    }
+
+    #[test]
+    fn without_pair_series_only_aggregates_remain() {
+        let authority = Authority::parse(AUTHORITY, Path::new("a.yaml")).unwrap();
+        let snapshot = Snapshot {
+            started: at(1),
+            duration: Duration::from_secs(1),
+            pairs: vec![pair("agent", "web-01", State::Drifted)],
+            hosts: vec![],
+        };
+        let reload = ReloadStatus {
+            successful: true,
+            success_time: at(1),
+        };
+        let text = String::from_utf8(encode(&Exposition {
+            authority: &authority,
+            snapshot: Some(&snapshot),
+            reload,
+            pair_series: false,
+        }))
+        .unwrap();
+        assert!(text.contains("fleetcheck_entity_hosts{entity=\"agent\",state=\"drifted\"} 1"));
+        for family in [
+            "fleetcheck_entity_consistent",
+            "fleetcheck_entity_check_success",
+            "fleetcheck_entity_inconsistency_info",
+        ] {
+            assert!(!text.contains(family), "{family} should be off");
+        }
+    }
+}
