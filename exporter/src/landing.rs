@@ -36,15 +36,7 @@ pub fn render(authority: &Authority, snapshot: Option<&Snapshot>, telemetry_path
         h.push_str("<p>The first collection cycle has not finished yet.</p>\n</body></html>\n");
         return h;
     };
-    let pairs: Vec<_> = snapshot
-        .pairs
-        .iter()
-        .filter(|p| {
-            authority
-                .entity(&p.entity)
-                .is_some_and(|e| e.applies_to(&p.host))
-        })
-        .collect();
+    let pairs: Vec<_> = snapshot.current_pairs(authority).collect();
     let consistent = pairs
         .iter()
         .filter(|p| p.state == State::Consistent)

@@ -5,7 +5,6 @@
 //! authority; `fleetcheck-exporter once` runs one collection and prints it.
 
 mod landing;
-mod logging;
 mod metrics;
 mod scheduler;
 mod server;
@@ -22,6 +21,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use fleetcheck_core::{Authority, Collector, CollectorOptions, State};
+use fleetcheck_daemon::logging;
 
 /// Exit status for a bad authority or bad flags, distinct from runtime failures.
 const EXIT_CONFIG: u8 = 2;
@@ -270,7 +270,7 @@ async fn serve(cli: Cli) -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let addr = match server::parse_listen_address(&cli.listen_address) {
+    let addr = match fleetcheck_daemon::listen_address(&cli.listen_address) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("{e}");

@@ -20,8 +20,7 @@ pub struct Exposition<'a> {
     pub pair_series: bool,
 }
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const REVISION: &str = env!("FLEETCHECK_REVISION");
+pub use fleetcheck_daemon::{REVISION, VERSION};
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
     let g = Gauge::with_opts(Opts::new(name, help)).expect("valid metric");
@@ -123,11 +122,7 @@ pub fn encode(x: &Exposition<'_>) -> Vec<u8> {
         "Time the last cycle spent checking the host.",
         &["host"],
     );
-    for h in snapshot
-        .hosts
-        .iter()
-        .filter(|h| authority.hosts.contains_key(&h.name))
-    {
+    for h in snapshot.current_hosts(authority) {
         up.with_label_values(&[&h.name])
             .set(if h.up { 1.0 } else { 0.0 });
         host_duration
@@ -136,15 +131,7 @@ pub fn encode(x: &Exposition<'_>) -> Vec<u8> {
     }
 
     // Only pairs the authority in force still asks for.
-    let pairs: Vec<_> = snapshot
-        .pairs
-        .iter()
-        .filter(|p| {
-            authority
-                .entity(&p.entity)
-                .is_some_and(|e| e.applies_to(&p.host))
-        })
-        .collect();
+    let pairs: Vec<_> = snapshot.current_pairs(authority).collect();
 
     let counts = gauge_vec(
         &r,

@@ -2,7 +2,6 @@
 //! `POST /-/reload` and `/api/v1/status`, behind optional basic auth.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,17 +110,6 @@ impl Server {
         });
         respond(StatusCode::OK, prometheus::TEXT_FORMAT, body)
     }
-}
-
-/// Parses `--web.listen-address`: `:8397`, `127.0.0.1:8397`, `[::1]:8397`.
-pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
-    let full = if s.starts_with(':') {
-        format!("0.0.0.0{s}")
-    } else {
-        s.to_string()
-    };
-    full.parse()
-        .map_err(|_| format!("invalid --web.listen-address {s:?}: expected host:port, e.g. :8397"))
 }
 
 /// Serves connections until `shutdown`, then lets in-flight requests finish

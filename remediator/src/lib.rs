@@ -12,7 +12,6 @@ pub mod deploy;
 pub mod engine;
 pub mod executor;
 pub mod journal;
-pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod webhook;

@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use fleetcheck_daemon::logging;
 use fleetcheck_remediator::engine::{Engine, Loaded};
 use fleetcheck_remediator::journal::Journal;
 use fleetcheck_remediator::metrics::Metrics;
-use fleetcheck_remediator::{logging, server};
+use fleetcheck_remediator::server;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Repairs fleet drift reported by Alertmanager, behind safety gates, and
@@ -43,17 +44,6 @@ struct Cli {
     dry_run: bool,
 }
 
-fn listen_address(text: &str) -> Result<SocketAddr> {
-    let full = if text.starts_with(':') {
-        format!("0.0.0.0{text}")
-    } else {
-        text.to_string()
-    };
-    full.parse().with_context(|| {
-        format!("invalid --web.listen-address {text:?} (expected HOST:PORT or :PORT)")
-    })
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
@@ -73,13 +63,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let addr = match listen_address(&cli.listen_address) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("fleetcheck-remediator: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
+    let addr =
+        match fleetcheck_daemon::listen_address(&cli.listen_address).map_err(anyhow::Error::msg) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("fleetcheck-remediator: {e:#}");
+                return ExitCode::from(2);
+            }
+        };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -104,7 +95,7 @@ async fn run(cli: Cli, loaded: Loaded, addr: SocketAddr) -> Result<()> {
         tracing::warn!("webhook authentication is off (--web.insecure-no-auth)");
     }
     let journal = Journal::open(&cli.storage_path).context("opening the journal")?;
-    let metrics = Metrics::new(env!("FLEETCHECK_REVISION"));
+    let metrics = Metrics::new(fleetcheck_daemon::REVISION);
     let grace = loaded.config.shutdown_grace;
     let storage = std::fs::canonicalize(&cli.storage_path).unwrap_or(cli.storage_path.clone());
     let engine = Arc::new(Engine::new(

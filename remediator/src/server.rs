@@ -215,43 +215,14 @@ async fn alerts(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
     }
 }
 
-/// Decodes one `application/x-www-form-urlencoded` component.
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len()
-                && b[i + 1].is_ascii_hexdigit()
-                && b[i + 2].is_ascii_hexdigit() =>
-            {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 async fn repairs(engine: Arc<Engine>, query: &str) -> Resp {
     let mut filter = Filter {
         limit: 100,
         ..Filter::default()
     };
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = decode(v);
-        match decode(k).as_str() {
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        let v = v.into_owned();
+        match k.as_ref() {
             "entity" => filter.entity = Some(v),
             "host" => filter.host = Some(v),
             "state" => filter.state = Some(v),
@@ -293,15 +264,5 @@ async fn repairs(engine: Arc<Engine>, query: &str) -> Resp {
             format!("journal unavailable: {:#}", anyhow::Error::from(err)),
         ),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "query failed"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn query_components_are_decoded() {
-        assert_eq!(super::decode("a%20b+c"), "a b c");
-        assert_eq!(super::decode("x%2"), "x%2");
-        assert_eq!(super::decode("%zz"), "%zz");
     }
 }

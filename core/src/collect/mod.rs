@@ -63,6 +63,31 @@ pub struct Snapshot {
     pub hosts: Vec<HostReport>,
 }
 
+impl Snapshot {
+    /// The pairs the authority in force still asks for: a snapshot taken before
+    /// a reload may hold pairs of entities or hosts that have since left it.
+    pub fn current_pairs<'a>(
+        &'a self,
+        authority: &'a Authority,
+    ) -> impl Iterator<Item = &'a PairStatus> {
+        self.pairs.iter().filter(|p| {
+            authority
+                .entity(&p.entity)
+                .is_some_and(|e| e.applies_to(&p.host))
+        })
+    }
+
+    /// The host reports of hosts still in the authority.
+    pub fn current_hosts<'a>(
+        &'a self,
+        authority: &'a Authority,
+    ) -> impl Iterator<Item = &'a HostReport> {
+        self.hosts
+            .iter()
+            .filter(|h| authority.hosts.contains_key(&h.name))
+    }
+}
+
 /// Collector settings.
 #[derive(Clone, Debug)]
 pub struct CollectorOptions {

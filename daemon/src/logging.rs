@@ -1,4 +1,4 @@
-//! `--log.level` and `--log.format` as the Prometheus exporters have them.
+//! `--log.level` and `--log.format` as the Prometheus exporters have them; logs go to stderr.
 
 use clap::ValueEnum;
 use tracing_subscriber::filter::LevelFilter;
