@@ -83,14 +83,8 @@ pub fn new_boundary() -> String {
     format!("fleetcheck-{:032x}", rand::random::<u128>())
 }
 
-const PRELUDE: &str = r#"umask 077
-fc_t=$(mktemp -d 2>/dev/null) || { fc_t=/tmp/fleetcheck.$$; mkdir "$fc_t" || exit 70; }
-trap 'rm -rf "$fc_t"' EXIT
-trap 'exit 143' HUP INT TERM
-if command -v timeout >/dev/null 2>&1; then fc_to=1; else fc_to=; fi
-fc_run() { # fc_run SECONDS SCRIPT: SCRIPT in sh, killed with its children after SECONDS
-  if [ -n "$fc_to" ]; then timeout -s KILL "$1" sh -c "$2"; else sh -c "$2"; fi
-}
+/// What every script defines: whether `timeout` exists, and the hashing function.
+const PRELUDE: &str = r#"if command -v timeout >/dev/null 2>&1; then fc_to=1; else fc_to=; fi
 fc_hash() { # fc_hash SECONDS FILE...: "MD5  FILE" lines
   fc_s=$1; shift
   if command -v md5sum >/dev/null 2>&1; then
@@ -105,6 +99,17 @@ fc_hash() { # fc_hash SECONDS FILE...: "MD5  FILE" lines
     done
     return $fc_rc
   fi
+}
+"#;
+
+/// What scripts that run checks in the background add: a private directory
+/// for their outputs, removed on exit.
+const WORKSPACE: &str = r#"umask 077
+fc_t=$(mktemp -d 2>/dev/null) || { fc_t=/tmp/fleetcheck.$$; mkdir "$fc_t" || exit 70; }
+trap 'rm -rf "$fc_t"' EXIT
+trap 'exit 143' HUP INT TERM
+fc_run() { # fc_run SECONDS SCRIPT: SCRIPT in sh, killed with its children after SECONDS
+  if [ -n "$fc_to" ]; then timeout -s KILL "$1" sh -c "$2"; else sh -c "$2"; fi
 }
 fc_rc() { if [ -f "$fc_t/$1.rc" ]; then read fc_r <"$fc_t/$1.rc"; else fc_r=255; fi; }
 "#;
@@ -121,6 +126,14 @@ pub fn build(boundary: &str, items: &[Item]) -> String {
     let mut s = String::with_capacity(2048 + items.len() * 256);
     let _ = writeln!(s, "fc_b={}", sh_quote(boundary));
     s.push_str(PRELUDE);
+    if items
+        .iter()
+        .all(|i| matches!(&i.probe, Probe::HashFile { path } if plain_path(path)))
+    {
+        build_files_only(&mut s, items);
+        return s;
+    }
+    s.push_str(WORKSPACE);
     let mut files: Vec<String> = Vec::new();
     for item in items {
         let id = &item.id;
@@ -220,6 +233,31 @@ pub fn build(boundary: &str, items: &[Item]) -> String {
     s
 }
 
+/// The common case, a host with only files to hash: no temporary files, no
+/// background jobs, one `md5sum` (under `timeout`) and builtins. Its output and
+/// errors come back in one `hash` section: md5sum prints only digests and the
+/// authority's own paths, never file contents, so the section needs no lengths.
+fn build_files_only(s: &mut String, items: &[Item]) {
+    s.push_str("printf '%s index\\n' \"$fc_b\"\nset --\n");
+    let mut timeout = Duration::ZERO;
+    for item in items {
+        if let Probe::HashFile { path } = &item.probe {
+            let (id, q) = (&item.id, sh_quote(path));
+            let _ = writeln!(
+                s,
+                "if [ -e {q} ]; then set -- \"$@\" {q}; printf '%s {id} hashed\\n' \"$fc_b\"; else printf '%s {id} missing\\n' \"$fc_b\"; fi"
+            );
+            timeout = timeout.max(item.timeout);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "printf '%s hash\\n' \"$fc_b\"\nif [ $# -gt 0 ]; then fc_hash {} \"$@\" </dev/null 2>&1; fc_r=$?; else fc_r=0; fi",
+        timeout.as_secs().max(1)
+    );
+    s.push_str("printf '%s h %s\\n%s end\\n' \"$fc_b\" \"$fc_r\" \"$fc_b\"\n");
+}
+
 /// Why the framed output could not be read completely.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
@@ -305,6 +343,12 @@ pub fn parse(boundary: &str, items: &[Item], out: &[u8]) -> Result<Vec<ItemResul
         }
         match fields.as_slice() {
             [_, "sizes"] => break,
+            [_, "hash"] => {
+                let (text, rc) = hash_section(&mut r, boundary)?;
+                marker(&mut r, "end")?;
+                let hashes = hash_lines(text.as_bytes());
+                return results(items, &status, &hashes, rc, &text, &BTreeMap::new());
+            }
             [_, "h", rc] => hash_rc = rc.parse().map_err(|_| malformed(at, "bad exit status"))?,
             [_, id, "missing"] => {
                 status.insert(id, ("missing", 0));
@@ -340,9 +384,40 @@ pub fn parse(boundary: &str, items: &[Item], out: &[u8]) -> Result<Vec<ItemResul
     }
     marker(&mut r, "end")?;
 
+    let file = |name: &str| files.get(name).copied().unwrap_or_default();
+    let hashes = hash_lines(file("h.o"));
+    let hash_errors = String::from_utf8_lossy(file("h.e")).into_owned();
+    results(items, &status, &hashes, hash_rc, &hash_errors, &files)
+}
+
+/// Reads the lines of a `hash` section up to its `BOUNDARY h RC` line.
+fn hash_section(r: &mut Reader<'_>, boundary: &str) -> Result<(String, i32), FrameError> {
+    let mut text = String::new();
+    loop {
+        let (at, line) = r.line()?;
+        if let Some(rc) = line
+            .strip_prefix(boundary)
+            .and_then(|l| l.strip_prefix(" h "))
+        {
+            let rc = rc.parse().map_err(|_| malformed(at, "bad exit status"))?;
+            return Ok((text, rc));
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+}
+
+/// Assembles each item's result from the index, the hashing run and the
+/// per-item output files.
+fn results(
+    items: &[Item],
+    status: &BTreeMap<&str, (&str, i32)>,
+    hashes: &BTreeMap<String, String>,
+    hash_rc: i32,
+    hash_errors: &str,
+    files: &BTreeMap<&str, &[u8]>,
+) -> Result<Vec<ItemResult>, FrameError> {
     let file = |name: String| files.get(name.as_str()).copied().unwrap_or_default();
-    let hashes = hash_lines(file("h.o".into()));
-    let hash_errors = String::from_utf8_lossy(file("h.e".into())).into_owned();
     items
         .iter()
         .map(|item| {
@@ -355,7 +430,7 @@ pub fn parse(boundary: &str, items: &[Item], out: &[u8]) -> Result<Vec<ItemResul
                 ("hashed", Probe::HashFile { path }) => match hashes.get(path.as_str()) {
                     Some(md5) => ItemResult::Hashed(md5.clone()),
                     None => {
-                        ItemResult::Failed(hash_failure(path, hash_rc, &hash_errors, item.timeout))
+                        ItemResult::Failed(hash_failure(path, hash_rc, hash_errors, item.timeout))
                     }
                 },
                 ("ran", Probe::HashFile { path }) => {
@@ -620,6 +695,47 @@ mod tests {
             "{:?}",
             results[8]
         );
+    }
+
+    #[test]
+    fn hosts_with_only_files_take_the_fast_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"hello\n").unwrap();
+        let path = |p: &std::path::Path| p.display().to_string();
+        let items = vec![
+            item("0", Probe::HashFile { path: path(&file) }),
+            item(
+                "1",
+                Probe::HashFile {
+                    path: path(&dir.path().join("nope")),
+                },
+            ),
+            item(
+                "2",
+                Probe::HashFile {
+                    path: path(dir.path()),
+                },
+            ),
+            item("3", Probe::HashFile { path: path(&file) }),
+        ];
+        let script = build("B", &items);
+        assert!(
+            !script.contains("mktemp"),
+            "the fast path needs no temporary files:\n{script}"
+        );
+        let results = run(&items);
+        let hello = ItemResult::Hashed("b1946ac92492d2347c6235b4d2611184".into());
+        assert_eq!(results[0], hello);
+        assert_eq!(results[1], ItemResult::Missing);
+        assert!(
+            matches!(&results[2], ItemResult::Failed(e) if e.contains("Is a directory")),
+            "{:?}",
+            results[2]
+        );
+        assert_eq!(results[3], hello);
+        // Nothing but files missing: no hashing run at all.
+        assert_eq!(run(&items[1..2]), vec![ItemResult::Missing]);
     }
 
     #[test]
