@@ -3,14 +3,18 @@
 //! with queries, and every query naming only fleetcheck metrics or recording
 //! rules defined in `rules/`.
 //!
-//! `panel_queries` and `expand_variables` are what the end-to-end test uses
-//! to run every panel's query against a real Prometheus.
+//! Reading the dashboards (`panel_queries`, `expand_variables`) lives in
+//! `fleetcheck_tests::dashboards`, which the end-to-end test also uses to run
+//! every panel's query against a real Prometheus.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
+use fleetcheck_tests::dashboards::{
+    all_panels, expand_variables, load_dashboards, panel_queries, BUILTIN_VARIABLES,
+};
 use serde_json::Value;
 
 /// The uids other things link to; they must not change.
@@ -53,149 +57,14 @@ const REMEDIATOR_HISTOGRAMS: &[&str] = &[
     "fleetcheck_remediator_time_to_repair_seconds",
 ];
 
-/// Grafana's built-in variables and what the end-to-end test substitutes
-/// for them.
-const BUILTIN_VARIABLES: &[(&str, &str)] = &[
-    ("__rate_interval", "1m"),
-    ("__interval", "1m"),
-    ("__range", "1h"),
-];
-
 fn repo_root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     root.canonicalize()
         .unwrap_or_else(|e| panic!("repository root {}: {e}", root.display()))
 }
 
-struct Dashboard {
-    path: PathBuf,
-    text: String,
-    json: Value,
-}
-
-impl Dashboard {
-    fn uid(&self) -> &str {
-        self.json["uid"].as_str().unwrap_or("")
-    }
-
-    fn name(&self) -> String {
-        self.path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    }
-
-    fn variables(&self) -> &[Value] {
-        self.json["templating"]["list"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-    }
-}
-
-fn load_dashboards(root: &Path) -> Result<Vec<Dashboard>> {
-    let dir = root.join("grafana/dashboards");
-    let mut paths = Vec::new();
-    for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "json") {
-            paths.push(path);
-        }
-    }
-    paths.sort();
-    ensure!(!paths.is_empty(), "no dashboards in {}", dir.display());
-    paths
-        .into_iter()
-        .map(|path| {
-            let text =
-                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let json = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
-            Ok(Dashboard { path, text, json })
-        })
-        .collect()
-}
-
-/// Every panel, the ones inside (collapsed) rows included.
-fn all_panels(dashboard: &Value) -> Vec<&Value> {
-    fn walk<'a>(panels: &'a Value, out: &mut Vec<&'a Value>) {
-        for panel in panels.as_array().into_iter().flatten() {
-            out.push(panel);
-            walk(&panel["panels"], out);
-        }
-    }
-    let mut out = Vec::new();
-    walk(&dashboard["panels"], &mut out);
-    out
-}
-
 fn is_row(panel: &Value) -> bool {
     panel["type"] == "row"
-}
-
-/// One query of one panel.
-#[derive(Debug, Clone)]
-pub struct PanelQuery {
-    pub dashboard_uid: String,
-    pub panel_title: String,
-    pub expr: String,
-}
-
-/// Every (dashboard uid, panel title, expr) under `grafana/dashboards/`, in
-/// file and panel order. The expressions still contain Grafana variables;
-/// see `expand_variables`.
-pub fn panel_queries(root: &Path) -> Result<Vec<PanelQuery>> {
-    let mut out = Vec::new();
-    for dashboard in load_dashboards(root)? {
-        for panel in all_panels(&dashboard.json) {
-            for target in panel["targets"].as_array().into_iter().flatten() {
-                if let Some(expr) = target["expr"].as_str() {
-                    out.push(PanelQuery {
-                        dashboard_uid: dashboard.uid().to_string(),
-                        panel_title: panel["title"].as_str().unwrap_or("").to_string(),
-                        expr: expr.to_string(),
-                    });
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Replaces Grafana's built-in variables (`$__rate_interval`, `$__interval`,
-/// `$__range`) with fixed durations and every other `$var` / `${var}` with
-/// `.*` (the dashboards use variables only as `label=~"$var"` regexes whose
-/// "All" value is `.*`), so the expression can be sent to Prometheus as is.
-pub fn expand_variables(expr: &str) -> String {
-    let mut out = String::with_capacity(expr.len());
-    let mut rest = expr;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let (name, len) = if let Some(braced) = after.strip_prefix('{') {
-            match braced.find('}') {
-                Some(end) => (&braced[..end], end + 2),
-                None => (braced, braced.len() + 1),
-            }
-        } else {
-            let end = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            (&after[..end], end)
-        };
-        let name = name.split(':').next().unwrap_or(name);
-        match BUILTIN_VARIABLES
-            .iter()
-            .find(|(builtin, _)| *builtin == name)
-        {
-            Some((_, value)) => out.push_str(value),
-            None if !name.is_empty() => out.push_str(".*"),
-            None => out.push('$'),
-        }
-        rest = &after[len..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Names of the recording rules defined in `rules/*.yml`.
