@@ -200,6 +200,18 @@ impl Engine {
             self.metrics.in_progress.set(running as i64);
             self.metrics.queue_depth.set(waiting as i64);
         }
+        // Suppression is whatever the journal holds right now: a hold that
+        // ended because its jobs were fixed, skipped or cancelled must not
+        // leave the gauge (and FleetcheckRemediationSuppressed) on.
+        if let Ok(held) = self
+            .journal
+            .held_entities(&["circuit_open", "budget_exhausted"])
+        {
+            self.metrics.suppressed.reset();
+            for (entity, reason) in held {
+                self.metrics.set_suppressed(&entity, &reason, true);
+            }
+        }
     }
 
     // -----------------------------------------------------------------------
@@ -628,8 +640,6 @@ impl Engine {
         let starts = self.journal.starts_since(&entity.name, window_start)?;
         let budget = cfg.limits.repairs_per_hour as usize;
         if starts.len() >= budget {
-            self.metrics
-                .set_suppressed(&entity.name, "budget_exhausted", true);
             let free_at = starts[starts.len() - budget] + 3600.0;
             let detail = format!(
                 "{} repairs of {} in the last hour (budget {budget})",
@@ -639,8 +649,6 @@ impl Engine {
             let after = Duration::from_secs_f64((free_at - now()).max(1.0));
             return self.hold(&job, "held", "budget_exhausted", &detail, after, false);
         }
-        self.metrics
-            .set_suppressed(&entity.name, "budget_exhausted", false);
 
         // Gate: circuit breaker.
         let (drifted, total) = self.drift_reading(&auth, &entity, cfg).await;
@@ -649,8 +657,6 @@ impl Engine {
             && total > 0
             && drifted as f64 / total as f64 > c.max_drifted_share
         {
-            self.metrics
-                .set_suppressed(&entity.name, "circuit_open", true);
             let detail = format!(
                 "{drifted} of {total} hosts of {} are inconsistent (more than {:.0}%): the authority or a rollout is likely wrong",
                 entity.name,
@@ -666,8 +672,6 @@ impl Engine {
                 false,
             );
         }
-        self.metrics
-            .set_suppressed(&entity.name, "circuit_open", false);
 
         // Gate: progressive waves.
         let active = self.journal.active_for_entity(&entity.name)?;

@@ -585,6 +585,24 @@ impl Journal {
         )?)
     }
 
+    /// Entities with jobs held for one of `reasons`, with the reason: what the
+    /// `suppressed` gauge shows.
+    pub fn held_entities(&self, reasons: &[&str]) -> Result<Vec<(String, String)>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT entity, reason FROM jobs WHERE state = 'held' AND reason IS NOT NULL ORDER BY entity, reason",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (entity, reason) = row?;
+            if reasons.contains(&reason.as_str()) {
+                out.push((entity, reason));
+            }
+        }
+        Ok(out)
+    }
+
     /// Jobs matching `filter`, newest first, each with its history.
     pub fn query(&self, filter: &Filter) -> Result<Vec<(Job, Vec<Event>)>, JournalError> {
         let conn = self.conn();

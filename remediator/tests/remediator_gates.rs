@@ -186,6 +186,37 @@ fn circuit_breaker_holds_an_entity_when_too_many_hosts_drift() {
     );
 }
 
+/// Regression: the gauge stayed 1 when the held jobs ended before reaching the
+/// circuit gate again (the pairs were fixed by hand, so the re-check skipped
+/// them), and FleetcheckRemediationSuppressed kept firing with nothing held.
+#[test]
+fn suppressed_clears_when_held_jobs_end_before_the_circuit_gate() {
+    let fleet = fleet(3);
+    let mut setup = command_setup(
+        &fleet,
+        "circuit_breaker: { max_drifted_share: 0.5, min_drifted_hosts: 2 }\n",
+        "0",
+        &[],
+    );
+    setup.start();
+    for h in ["host-01", "host-02"] {
+        drift(&fleet, h);
+    }
+    setup.post_alerts(&[("firing", "app", "host-01"), ("firing", "app", "host-02")]);
+    setup.wait_job("app", "host-01", &["held"], T);
+    let suppressed = r#"fleetcheck_remediator_suppressed{entity="app",reason="circuit_open"}"#;
+    assert_eq!(setup.metric(suppressed), 1.0);
+    for h in ["host-01", "host-02"] {
+        fleet.write_file(h, "app.conf", GOOD).unwrap();
+    }
+    for h in ["host-01", "host-02"] {
+        let job = setup.wait_job("app", h, &["skipped"], T);
+        assert_eq!(job["reason"], "already_consistent", "{job:#}");
+    }
+    assert_eq!(setup.metric(suppressed), 0.0, "nothing is held any more");
+    assert!(runs(&setup).is_empty(), "fixed by hand: nothing ran");
+}
+
 #[test]
 fn waves_repair_a_canary_first_then_widen() {
     let fleet = fleet(4);
