@@ -217,6 +217,36 @@ fn suppressed_clears_when_held_jobs_end_before_the_circuit_gate() {
     assert!(runs(&setup).is_empty(), "fixed by hand: nothing ran");
 }
 
+/// A repair whose executor succeeds but leaves the pair drifted is not a
+/// success: verification fails, the job is retried with backoff up to
+/// `retry.max_attempts` (2 here), then marked failed.
+#[test]
+fn an_unverified_repair_is_retried_then_failed() {
+    let fleet = fleet(1);
+    let mut setup = command_setup(&fleet, "", "0", &[]);
+    // The executor claims success and changes nothing.
+    std::fs::write(
+        setup.path("fix.sh"),
+        "#!/bin/sh\necho \"start $FLEETCHECK_HOST\" >> \"$(dirname \"$0\")/runs.log\"\nexit 0\n",
+    )
+    .unwrap();
+    setup.start();
+    drift(&fleet, "host-01");
+    setup.post_alerts(&[("firing", "app", "host-01")]);
+    let job = setup.wait_job("app", "host-01", &["failed", "verified"], T);
+    assert_eq!(job["state"], "failed", "{job:#}");
+    assert_eq!(job["attempts"], 2, "{job:#}");
+    assert_eq!(runs(&setup), ["start host-01", "start host-01"]);
+    assert_eq!(
+        setup.metric(r#"fleetcheck_remediator_jobs_total{outcome="failed"}"#),
+        1.0
+    );
+    assert_eq!(
+        setup.metric(r#"fleetcheck_remediator_jobs_total{outcome="verified"}"#),
+        0.0
+    );
+}
+
 #[test]
 fn waves_repair_a_canary_first_then_widen() {
     let fleet = fleet(4);
