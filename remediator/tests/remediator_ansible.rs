@@ -113,7 +113,6 @@ fn drifted_pair_is_repaired_once_by_ansible_and_verified() {
 
 #[test]
 fn metrics_pass_promtool_check_metrics() {
-    let promtool = require_tool("promtool", "install it with `apt-get install prometheus` (the README's test command, scripts/test, does this)");
     let mut setup = Setup::new(
         "hosts:\n  - { name: localhost, transport: local }\nentities: []\n",
         "",
@@ -121,27 +120,9 @@ fn metrics_pass_promtool_check_metrics() {
     setup.start();
     setup.post_alerts(&[("firing", "nope", "localhost")]);
     let metrics = setup.metrics();
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n{metrics}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = fleetcheck_tests::prom::promtool_check_metrics(&metrics) {
+        panic!("{e:#}\n{metrics}");
+    }
     for family in [
         "fleetcheck_remediator_alerts_received_total",
         "fleetcheck_remediator_alerts_rejected_total",

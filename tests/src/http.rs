@@ -33,6 +33,17 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Result<Response>
 
 /// Sends one request to an `http://host:port/path` URL.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Result<Response> {
+    request_bytes(method, url, headers, body.as_bytes())
+}
+
+/// [`request`] with a body of any bytes. A server may answer (413, say) and
+/// close before reading the whole body; the answer still counts.
+pub fn request_bytes(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response> {
     let rest = url.strip_prefix("http://").context("only http:// URLs")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -50,9 +61,13 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) ->
     }
     req.push_str("\r\n");
     stream.write_all(req.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
+    let _ = stream.write_all(body);
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    if let Err(e) = stream.read_to_end(&mut raw) {
+        if raw.is_empty() {
+            return Err(e).with_context(|| format!("reading the answer from {url}"));
+        }
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
         bail!("malformed response from {url}: {text:?}");

@@ -3,7 +3,7 @@
 //! payloads, authority files for the SSH test fleet, and polling.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -52,33 +52,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A minimal HTTP/1.1 exchange; returns (status, body).
+/// One HTTP exchange with the remediator, as Alertmanager makes it; returns (status, body).
 pub fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the remediator");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut headers = Vec::new();
     if let Some(a) = auth {
-        req.push_str(&format!("Authorization: {a}\r\n"));
+        headers.push(("Authorization", a));
     }
     if !body.is_empty() {
-        req.push_str("Content-Type: application/json\r\nUser-Agent: Alertmanager/0.25.0\r\n");
+        headers.push(("Content-Type", "application/json"));
+        headers.push(("User-Agent", "Alertmanager/0.25.0"));
     }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let r = fleetcheck_tests::http::request_bytes(method, &url, &headers, body)
+        .expect("talk to the remediator");
+    (r.status, r.body)
 }
 
 pub fn bearer() -> String {
