@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fleetcheck_tests::daemon::{free_addr, Daemon};
-use fleetcheck_tests::{http, prom};
+use fleetcheck_tests::{http, prom, require_tool};
 
 const EXPORTER: &str = env!("CARGO_BIN_EXE_fleetcheck-exporter");
 
@@ -238,7 +238,7 @@ fn reload_keeps_the_last_good_authority_and_removed_entities_vanish() {
 }
 
 #[test]
-fn basic_auth_from_the_web_config_file() {
+fn basic_auth_from_the_web_config_file_and_bad_tls_settings() {
     let dir = tempfile::tempdir().unwrap();
     let path = authority(dir.path(), &good_md5(), false);
     let web = dir.path().join("web.yml");
@@ -292,7 +292,11 @@ fn basic_auth_from_the_web_config_file() {
     );
     drop(exporter);
 
-    std::fs::write(&web, "tls_server_config: { cert_file: a, key_file: b }\n").unwrap();
+    std::fs::write(
+        &web,
+        "tls_server_config: { cert_file: missing.pem, key_file: missing.key }\n",
+    )
+    .unwrap();
     let (code, _, stderr) = run(&[
         "--config.file",
         path.to_str().unwrap(),
@@ -301,9 +305,98 @@ fn basic_auth_from_the_web_config_file() {
     ]);
     assert_eq!(code, 2);
     assert!(
-        stderr.contains("tls_server_config is not supported"),
+        stderr.contains("tls_server_config: cert_file missing.pem"),
         "{stderr}"
     );
+}
+
+#[test]
+fn tls_and_basic_auth_from_the_web_config_file() {
+    let openssl = require_tool(
+        "openssl",
+        "install it with `apt-get install openssl` (scripts/test does this)",
+    );
+    let curl = require_tool(
+        "curl",
+        "install it with `apt-get install curl` (scripts/test does this)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = authority(dir.path(), &good_md5(), false);
+    let status = Command::new(openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=fleetcheck-test",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let web = dir.path().join("web.yml");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(
+        &web,
+        format!("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  prometheus: {hash}\n"),
+    )
+    .unwrap();
+    let addr = free_addr();
+    let exporter = Daemon::start(
+        Path::new(EXPORTER),
+        &[
+            "--config.file",
+            path.to_str().unwrap(),
+            "--web.listen-address",
+            &addr.to_string(),
+            "--web.config.file",
+            web.to_str().unwrap(),
+        ],
+        &dir.path().join("exporter.log"),
+    )
+    .unwrap();
+    let url = format!("https://{addr}/metrics");
+    let curl = |extra: &[&str]| {
+        let out = Command::new(&curl)
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(dir.path().join("cert.pem"))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    wait_for("the HTTPS listener", || curl(&[]).0.ends_with("401"));
+    let (body, _) = curl(&["-u", "prometheus:s3cret"]);
+    assert!(
+        body.ends_with("200") && body.contains("fleetcheck_build_info"),
+        "{body}"
+    );
+    assert!(curl(&["-u", "prometheus:wrong"]).0.ends_with("401"));
+    // Plain HTTP gets no answer from the TLS listener.
+    let plain = http::get(&format!("http://{addr}/metrics"));
+    assert!(plain.is_err(), "plain HTTP must not be served: {plain:?}");
+    drop(exporter);
 }
 
 fn base64_encode(s: &str) -> String {
