@@ -137,6 +137,22 @@ fn bad_config_or_flags_exit_2_before_binding_the_port() {
     assert_eq!(code, 2, "{stderr}");
 }
 
+/// Starts the exporter on `authority` at a free loopback address with `extra`
+/// flags; returns it and its address.
+fn start_exporter(dir: &Path, authority: &Path, extra: &[&str]) -> (Daemon, std::net::SocketAddr) {
+    let addr = free_addr();
+    let listen = addr.to_string();
+    let mut args = vec![
+        "--config.file",
+        authority.to_str().unwrap(),
+        "--web.listen-address",
+        &listen,
+    ];
+    args.extend_from_slice(extra);
+    let exporter = Daemon::start(Path::new(EXPORTER), &args, &dir.join("exporter.log")).unwrap();
+    (exporter, addr)
+}
+
 fn scrape(base: &str) -> Vec<prom::Sample> {
     prom::parse(&http::get(&format!("{base}/metrics")).unwrap().body)
 }
@@ -153,21 +169,8 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 fn reload_keeps_the_last_good_authority_and_removed_entities_vanish() {
     let dir = tempfile::tempdir().unwrap();
     let path = authority(dir.path(), &good_md5(), true);
-    let addr = free_addr();
+    let (mut exporter, addr) = start_exporter(dir.path(), &path, &["--collect.interval", "1h"]);
     let base = format!("http://{addr}");
-    let mut exporter = Daemon::start(
-        Path::new(EXPORTER),
-        &[
-            "--config.file",
-            path.to_str().unwrap(),
-            "--web.listen-address",
-            &addr.to_string(),
-            "--collect.interval",
-            "1h",
-        ],
-        &dir.path().join("exporter.log"),
-    )
-    .unwrap();
     exporter
         .wait_ready(&format!("{base}/-/ready"), Duration::from_secs(30))
         .unwrap();
@@ -244,21 +247,12 @@ fn basic_auth_from_the_web_config_file_and_bad_tls_settings() {
     let web = dir.path().join("web.yml");
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     std::fs::write(&web, format!("basic_auth_users:\n  prometheus: {hash}\n")).unwrap();
-    let addr = free_addr();
+    let (exporter, addr) = start_exporter(
+        dir.path(),
+        &path,
+        &["--web.config.file", web.to_str().unwrap()],
+    );
     let base = format!("http://{addr}");
-    let exporter = Daemon::start(
-        Path::new(EXPORTER),
-        &[
-            "--config.file",
-            path.to_str().unwrap(),
-            "--web.listen-address",
-            &addr.to_string(),
-            "--web.config.file",
-            web.to_str().unwrap(),
-        ],
-        &dir.path().join("exporter.log"),
-    )
-    .unwrap();
     // Healthy needs auth too, so wait on the raw status.
     wait_for("the listener", || {
         http::get(&format!("{base}/-/healthy")).is_ok()
@@ -358,20 +352,11 @@ fn tls_and_basic_auth_from_the_web_config_file() {
         format!("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  prometheus: {hash}\n"),
     )
     .unwrap();
-    let addr = free_addr();
-    let exporter = Daemon::start(
-        Path::new(EXPORTER),
-        &[
-            "--config.file",
-            path.to_str().unwrap(),
-            "--web.listen-address",
-            &addr.to_string(),
-            "--web.config.file",
-            web.to_str().unwrap(),
-        ],
-        &dir.path().join("exporter.log"),
-    )
-    .unwrap();
+    let (exporter, addr) = start_exporter(
+        dir.path(),
+        &path,
+        &["--web.config.file", web.to_str().unwrap()],
+    );
     let url = format!("https://{addr}/metrics");
     let curl = |extra: &[&str]| {
         let out = Command::new(&curl)

@@ -418,37 +418,34 @@ impl Engine {
             if s.claimed.contains_key(&job.id) {
                 continue;
             }
-            if s.claimed.len() >= limits.global_concurrency {
+            let global_full = s.claimed.len() >= limits.global_concurrency;
+            let same = s.claimed.values().filter(|e| **e == job.entity).count();
+            if global_full || same >= limits.entity_concurrency {
                 blocked = true;
                 drop(s);
-                if !global_noted {
-                    global_noted = true;
-                    let detail = format!(
-                        "all {} global repair slots are busy",
-                        limits.global_concurrency
-                    );
+                // Every job waiting for its entity's slot is noted; of the jobs
+                // waiting for a global slot only the first per round, since
+                // they all wait for the same thing.
+                let detail = if global_full {
+                    (!std::mem::replace(&mut global_noted, true)).then(|| {
+                        format!(
+                            "all {} global repair slots are busy",
+                            limits.global_concurrency
+                        )
+                    })
+                } else {
+                    Some(format!(
+                        "{same} repair(s) of entity {} already in progress",
+                        job.entity
+                    ))
+                };
+                if let Some(detail) = detail {
                     if self
                         .journal
                         .note_waiting(job.id, "concurrency", &detail, t)?
                     {
                         self.metrics.skip("concurrency");
                     }
-                }
-                continue;
-            }
-            let same = s.claimed.values().filter(|e| **e == job.entity).count();
-            if same >= limits.entity_concurrency {
-                blocked = true;
-                drop(s);
-                let detail = format!(
-                    "{same} repair(s) of entity {} already in progress",
-                    job.entity
-                );
-                if self
-                    .journal
-                    .note_waiting(job.id, "concurrency", &detail, t)?
-                {
-                    self.metrics.skip("concurrency");
                 }
                 continue;
             }

@@ -12,92 +12,67 @@ use serde_yaml::Value;
 pub type Unknown = BTreeMap<String, Value>;
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct RawAuthority {
-    #[serde(default)]
     pub defaults: Option<RawDefaults>,
-    #[serde(default)]
     pub inventory: Option<String>,
-    #[serde(default)]
     pub hosts: Vec<RawHost>,
-    #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
     pub entities: Vec<RawEntity>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct RawDefaults {
-    #[serde(default)]
     pub ssh: Option<RawSsh>,
-    #[serde(default)]
     pub check_timeout: Option<String>,
-    #[serde(default)]
     pub max_output: Option<u64>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct RawSsh {
-    #[serde(default)]
     pub user: Option<String>,
-    #[serde(default)]
     pub port: Option<u16>,
-    #[serde(default)]
     pub connect_timeout: Option<String>,
-    #[serde(default)]
     pub known_hosts: Option<String>,
-    #[serde(default)]
     pub identity_file: Option<String>,
-    #[serde(default)]
     pub config_file: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct RawHost {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub address: Option<String>,
-    #[serde(default)]
     pub port: Option<u16>,
-    #[serde(default)]
     pub user: Option<String>,
-    #[serde(default)]
     pub transport: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct RawEntity {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub path: Option<String>,
-    #[serde(default)]
     pub md5: Option<Value>,
-    #[serde(default)]
     pub version: Option<Value>,
-    #[serde(default)]
     pub version_script: Option<String>,
-    #[serde(default)]
     pub collect_script: Option<String>,
-    #[serde(default)]
     pub repair_script: Option<RawRepair>,
-    #[serde(default)]
     pub entity_set: Option<Vec<String>>,
-    #[serde(default)]
     pub labels: BTreeMap<String, Value>,
-    #[serde(default)]
     pub check_timeout: Option<String>,
-    #[serde(default)]
     pub max_output: Option<u64>,
     #[serde(flatten)]
     pub unknown: Unknown,
@@ -113,34 +88,29 @@ pub enum RawRepair {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct RawRepairMethod {
-    #[serde(default)]
     pub ansible: Option<RawAnsible>,
-    #[serde(default)]
     pub deploy: Option<RawDeploy>,
-    #[serde(default)]
     pub script: Option<String>,
-    #[serde(default)]
     pub command: Option<Vec<String>>,
-    #[serde(default)]
     pub timeout: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct RawAnsible {
-    #[serde(default)]
     pub playbook: Option<String>,
-    #[serde(default)]
     pub extra_vars: BTreeMap<String, Value>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct RawDeploy {
-    #[serde(default)]
     pub service: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
