@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -274,5 +275,66 @@ fn a_resolved_alert_cancels_queued_work_for_its_pair() {
     assert_eq!(
         setup.metric(r#"fleetcheck_remediator_jobs_total{outcome="cancelled"}"#),
         1.0
+    );
+}
+
+/// A journal that cannot be written (its file system is full) answers 503, so
+/// Alertmanager retries, and never 2xx for what it did not store; what was
+/// stored before stays readable.
+#[test]
+fn an_unwritable_journal_answers_503() {
+    let mut setup = Setup::new(
+        "hosts:\n  - { name: localhost, transport: local }\nentities: []\n",
+        "",
+    );
+    let data = setup.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // The remediator runs in its own mount namespace where its storage path
+    // is a 256 KiB tmpfs; nothing is mounted outside it.
+    setup.start_wrapped(|inner| {
+        let mut c = Command::new(fleetcheck_tests::require_tool(
+            "unshare",
+            "install it with `apt-get install util-linux`",
+        ));
+        c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg("mount -t tmpfs -o size=256k fleetcheck-journal \"$0\" && exec \"$@\"")
+            .arg(&data)
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        c
+    });
+    // Alerts for an unknown entity are rejected, but journaled all the same.
+    let filler = "x".repeat(4000);
+    let mut accepted = 0;
+    let mut refused = None;
+    for _ in 0..200 {
+        let alerts: Vec<(&str, &str, &str)> = (0..20)
+            .map(|_| ("firing", filler.as_str(), "localhost"))
+            .collect();
+        let (status, body) = setup.post_alerts(&alerts);
+        match status {
+            200 => accepted += 1,
+            503 => {
+                refused = Some(body);
+                break;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    let body = refused
+        .unwrap_or_else(|| panic!("the full journal never answered 503; log:\n{}", setup.log()));
+    assert!(body.contains("journal unavailable"), "{body}");
+    assert!(accepted > 0, "the journal took nothing before filling up");
+    // Every delivery answered 200 is in the journal.
+    let jobs = setup.repairs("state=rejected&limit=10000");
+    assert_eq!(
+        jobs.len(),
+        accepted * 20,
+        "accepted deliveries must all be journaled"
+    );
+    assert!(
+        setup.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the remediator must keep running"
     );
 }

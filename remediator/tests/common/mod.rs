@@ -182,13 +182,18 @@ impl Setup {
 
     /// Starts the remediator and waits until it is ready.
     pub fn start(&mut self) {
+        self.start_wrapped(|c| c);
+    }
+
+    /// Starts the remediator's command as `wrap` rewrites it (e.g. inside
+    /// another program) and waits until it is ready.
+    pub fn start_wrapped(&mut self, wrap: impl FnOnce(Command) -> Command) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path("remediator.log"))
             .unwrap();
-        let child = self
-            .command()
+        let child = wrap(self.command())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
