@@ -135,3 +135,144 @@ entities:
         ("queues", State::Consistent)
     );
 }
+
+/// A test CA and a certificate for 127.0.0.1 it signed, made with openssl in
+/// `dir`: (ca.pem, cert.pem, key.pem). webpki refuses a CA certificate used as
+/// the server's own, so the usual one-command self-signed certificate will not do.
+fn test_pki(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl not found: install it with `apt-get install openssl` (scripts/test does this)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=fleetcheck-test-ca",
+    ]);
+    openssl(&[
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+/// An HTTPS server (rustls, blocking) answering every request with `body`.
+fn serve_tls(cert: &std::path::Path, key: &std::path::Path, body: &'static [u8]) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut buf = [0u8; 4096];
+                if tls.read(&mut buf).is_err() {
+                    return; // the client refused our certificate
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tls.write_all(head.as_bytes());
+                let _ = tls.write_all(body);
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn https_urls_trust_the_system_store_plus_url_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ca, cert, key) = test_pki(dir.path());
+    let port = serve_tls(&cert, &key, b"motd for everyone\n");
+    let authority = |defaults: &str| {
+        let text = format!(
+            "{defaults}hosts:\n  - {{ name: web-01, address: 127.0.0.1, transport: local }}\nentities:\n  - {{ name: motd, type: url, path: \"https://{{address}}:{port}/motd\", md5: {}, entity_set: [web-01] }}\n",
+            md5(b"motd for everyone\n")
+        );
+        Authority::parse(&text, &dir.path().join("authority.yaml"))
+    };
+    let collector = Collector::new(CollectorOptions {
+        concurrency: 1,
+        max_sessions: 1,
+        control_dir: dir.path().to_path_buf(),
+        session_idle: Duration::from_secs(10),
+    });
+
+    // Trusted through url_ca_file (relative to the authority file).
+    let trusted = authority("defaults: { url_ca_file: ca.pem }\n").unwrap();
+    let snapshot = collector.collect(&trusted).await;
+    assert_eq!(
+        snapshot.pairs[0].state,
+        State::Consistent,
+        "{:?}",
+        snapshot.pairs[0].error
+    );
+
+    // Without it, the test CA's certificate is refused (and reloading
+    // without the file rebuilds the client).
+    let untrusted = authority("").unwrap();
+    let snapshot = collector.collect(&untrusted).await;
+    assert_eq!(snapshot.pairs[0].state, State::CheckFailed);
+    let error = snapshot.pairs[0].error.clone().unwrap();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+
+    // A url_ca_file that holds no certificate is an authority problem.
+    std::fs::write(dir.path().join("empty.pem"), "not a certificate\n").unwrap();
+    let err = authority("defaults: { url_ca_file: empty.pem }\n").unwrap_err();
+    assert!(err.to_string().contains("defaults.url_ca_file"), "{err}");
+    assert!(
+        err.to_string().contains("holds no PEM certificate"),
+        "{err}"
+    );
+}

@@ -39,6 +39,8 @@ pub struct Authority {
     pub ssh: SshSettings,
     /// The Ansible inventory the hosts were read from, if any.
     pub inventory: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for `url` entities over https.
+    pub url_ca_file: Option<PathBuf>,
 }
 
 /// One machine of the fleet.

@@ -27,6 +27,7 @@ pub struct RawAuthority {
 #[serde(default)]
 pub struct RawDefaults {
     pub ssh: Option<RawSsh>,
+    pub url_ca_file: Option<String>,
     pub check_timeout: Option<String>,
     pub max_output: Option<u64>,
     #[serde(flatten)]

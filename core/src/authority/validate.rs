@@ -128,7 +128,7 @@ fn scalar_string(v: &Value) -> Option<String> {
 }
 
 const TOP_KEYS: &[&str] = &["defaults", "inventory", "hosts", "groups", "entities"];
-const DEFAULT_KEYS: &[&str] = &["ssh", "check_timeout", "max_output"];
+const DEFAULT_KEYS: &[&str] = &["ssh", "check_timeout", "max_output", "url_ca_file"];
 const SSH_KEYS: &[&str] = &[
     "user",
     "port",
@@ -181,6 +181,7 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
     let mut ssh = SshSettings::default();
     let mut check_timeout = DEFAULT_CHECK_TIMEOUT;
     let mut max_output = DEFAULT_MAX_OUTPUT;
+    let mut url_ca_file = None;
     if let Some(d) = &raw.defaults {
         c.unknown("defaults", &d.unknown, DEFAULT_KEYS);
         check_timeout = c.duration("defaults.check_timeout", &d.check_timeout, check_timeout);
@@ -189,6 +190,20 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
                 c.at_value("defaults.max_output", "must be greater than zero");
             } else {
                 max_output = m;
+            }
+        }
+        if let Some(ca) = &d.url_ca_file {
+            let path = c.path(ca);
+            match pem_certificates(&path) {
+                Ok(0) => c.at_value(
+                    "defaults.url_ca_file",
+                    format!("{} holds no PEM certificate", path.display()),
+                ),
+                Ok(_) => url_ca_file = Some(path),
+                Err(e) => c.at_value(
+                    "defaults.url_ca_file",
+                    format!("cannot read {}: {e}", path.display()),
+                ),
             }
         }
         if let Some(s) = &d.ssh {
@@ -364,12 +379,23 @@ pub fn validate(text: &str, file: &Path) -> Result<Authority, Vec<Problem>> {
             entities,
             ssh,
             inventory: inventory_path,
+            url_ca_file,
         })
     } else {
         c.problems
             .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         Err(c.problems)
     }
+}
+
+/// How many PEM certificates `path` holds.
+fn pem_certificates(path: &Path) -> Result<usize, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    CertificateDer::pem_file_iter(path)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map(|certs| certs.len())
+        .map_err(|e| e.to_string())
 }
 
 /// A serde error as a problem: its message is `path: reason at line L column C`;

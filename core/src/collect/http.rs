@@ -1,5 +1,9 @@
-//! `url` entities: fetched by fleetcheck itself over HTTP, the body hashed.
+//! `url` entities: fetched by fleetcheck itself over HTTP or HTTPS, the body
+//! hashed. HTTPS trusts the system's CA store (`/etc/ssl/certs`) plus, when the
+//! authority names one, `defaults.url_ca_file`.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,7 +13,10 @@ use hyper_util::rt::TokioExecutor;
 
 use super::transport::error_chain;
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+type HttpClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Empty<Bytes>,
+>;
 
 /// A shared HTTP client for URL checks.
 #[derive(Clone)]
@@ -24,11 +31,47 @@ pub enum Fetched {
     NotFound,
 }
 
-impl Default for Fetcher {
-    fn default() -> Self {
-        Fetcher {
-            client: Client::builder(TokioExecutor::new()).build_http(),
+impl Fetcher {
+    /// A client for http and https URLs trusting the system's CA store and,
+    /// when given, the PEM certificates in `ca_file`.
+    pub fn new(ca_file: Option<&Path>) -> Result<Fetcher, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+
+        let mut roots = rustls::RootCertStore::empty();
+        // Unreadable system certificates are skipped: the store is best effort,
+        // and url_ca_file is there for what it lacks.
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
         }
+        if let Some(ca) = ca_file {
+            let certs = CertificateDer::pem_file_iter(ca)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("url_ca_file {}: {e}", ca.display()))?;
+            if certs.is_empty() {
+                return Err(format!("url_ca_file {} holds no certificate", ca.display()));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("url_ca_file {}: {e}", ca.display()))?;
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Fetcher {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        })
     }
 }
 
@@ -42,9 +85,6 @@ pub fn render(template: &str, host: &str, address: &str) -> String {
 impl Fetcher {
     /// GETs `url` within `timeout`, keeping at most `cap` bytes of body.
     pub async fn fetch(&self, url: &str, timeout: Duration, cap: u64) -> Result<Fetched, String> {
-        if url.starts_with("https://") {
-            return Err("https URLs are not supported yet: serve the artefact over http or check it as a file".into());
-        }
         let uri: hyper::Uri = url
             .parse()
             .map_err(|e| format!("invalid URL {url:?}: {e}"))?;

@@ -106,7 +106,9 @@ pub struct CollectorOptions {
 pub struct Collector {
     opts: CollectorOptions,
     pool: transport::SessionPool,
-    fetcher: http::Fetcher,
+    /// The HTTP client for the authority's `url_ca_file`, rebuilt when a
+    /// reload names another file.
+    fetcher: std::sync::Mutex<Option<(Option<PathBuf>, http::Fetcher)>>,
 }
 
 impl Collector {
@@ -119,7 +121,7 @@ impl Collector {
         Collector {
             opts,
             pool,
-            fetcher: http::Fetcher::default(),
+            fetcher: std::sync::Mutex::new(None),
         }
     }
 
@@ -181,6 +183,19 @@ impl Collector {
             Transport::Local => transport::run_local(script, cap).await,
             Transport::Ssh => self.pool.run(host, &authority.ssh, script, cap).await,
         }
+    }
+
+    /// The HTTP client trusting the authority's `url_ca_file`.
+    fn fetcher_for(&self, authority: &Authority) -> Result<http::Fetcher, String> {
+        let mut cached = self.fetcher.lock().expect("fetcher lock");
+        if let Some((ca, f)) = cached.as_ref() {
+            if *ca == authority.url_ca_file {
+                return Ok(f.clone());
+            }
+        }
+        let f = http::Fetcher::new(authority.url_ca_file.as_deref())?;
+        *cached = Some((authority.url_ca_file.clone(), f.clone()));
+        Ok(f)
     }
 
     /// Closes pooled sessions (clean shutdown).
@@ -246,16 +261,23 @@ impl Collector {
                 Err(e) => error = Some(e),
             }
         }
+        // The client is made only for hosts with url entities: it loads the
+        // system CA store. An empty `urls` makes the loop a no-op.
+        let fetcher = if urls.is_empty() {
+            Err(String::new())
+        } else {
+            self.fetcher_for(authority)
+        };
         for e in urls {
             let url = http::render(
                 e.path.as_deref().unwrap_or_default(),
                 &host.name,
                 &host.address,
             );
-            let fetched = self
-                .fetcher
-                .fetch(&url, e.check_timeout, e.max_output)
-                .await;
+            let fetched = match &fetcher {
+                Ok(f) => f.fetch(&url, e.check_timeout, e.max_output).await,
+                Err(err) => Err(err.clone()),
+            };
             let outcome = match fetched {
                 Ok(http::Fetched::Body(body)) => {
                     up = true;
